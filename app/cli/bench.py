@@ -1,0 +1,153 @@
+"""``fer-bench``: the pipeline over a video without display; per-stage and end-to-end speed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.core.detector import DetectorConfig
+from app.core.pipeline import STAGES, PipelineConfig
+from app.core.sources import SourceError, VideoSource
+from app.core.tracker import iou
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__.split(": ", 1)[1])
+    parser.add_argument("video", nargs="?", type=Path,
+                        help="video file (default: a clip made from scikit-image's astronaut)")
+    parser.add_argument("--frames", type=int, default=0, help="stop after N frames (default: the whole video)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--check-recall", action="store_true",
+                        help="also run full-resolution MTCNN on every frame and report box recall at IoU >= 0.5")
+    parser.add_argument("--model", type=Path, help="an .onnx model (default: the shipped one)")
+    parser.add_argument("--mode", choices=("emoji", "label"), default="emoji")
+    parser.add_argument("--detect-every", type=int, default=5,
+                        help="full detection every K frames, O-Net refinement between (default 5; 1 = every frame)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for detection (default 1)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    return parser
+
+
+def astronaut_clip(path: Path, frames: int = 90) -> Path:
+    """A 640x360 clip of the astronaut photo panning slowly: a face that moves, from a shipped image."""
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 360))
+    canvas = np.full((360 + 512, 640 + 512, 3), 40, np.uint8)
+    for index in range(frames):
+        shift = int(60 * np.sin(index / frames * 2 * np.pi))
+        frame = canvas.copy()
+        frame[100:612, 300 + shift:812 + shift] = photo
+        writer.write(np.ascontiguousarray(frame[150:510, 250:890]))
+    writer.release()
+    return path
+
+
+def recall(found: list, reference: list, threshold: float = 0.5) -> tuple[int, int]:
+    """(reference faces matched by a found box at IoU >= threshold, reference faces)."""
+    matched, used = 0, set()
+    for ref in reference:
+        best = max(((iou(ref, box), i) for i, box in enumerate(found) if i not in used), default=(0.0, -1))
+        if best[0] >= threshold:
+            matched += 1
+            used.add(best[1])
+    return matched, len(reference)
+
+
+def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {stage: {"median_ms": round(float(np.median(v)), 3), "p95_ms": round(float(np.percentile(v, 95)), 3)}
+            for stage, v in samples.items() if v}
+
+
+def run(args: argparse.Namespace, video: Path) -> dict:
+    import torch
+
+    from app.core.factory import build_pipeline
+
+    torch.set_num_threads(args.threads)
+    config = PipelineConfig(mode=args.mode, detect_every=args.detect_every)
+    pipeline = build_pipeline(args.model, config, device=args.device, classifier_threads=1)
+    reference = build_pipeline(args.model, device=args.device).detector if args.check_recall else None
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
+    faces, classify_per_face, matched, expected, frames = [], [], 0, 0, 0
+    with VideoSource(video) as source:
+        size = source.size
+        wall = 0.0
+        stream = iter(source)
+        while not args.frames or frames < args.frames:
+            started = time.perf_counter()
+            frame = next(stream, None)
+            if frame is None:
+                break
+            result = pipeline.process(frame.image, frame.index, frame.timestamp, frame.decode_ms)
+            elapsed = time.perf_counter() - started
+            wall += elapsed
+            frames += 1
+            for stage in STAGES:
+                samples[stage].append(result.timings[stage])
+            samples["total"].append(elapsed * 1000)
+            faces.append(len(result.faces))
+            if result.faces:
+                classify_per_face.append(result.timings["classify"] / len(result.faces))
+            if reference is not None:
+                truth = [d.box for d in reference.detect(frame.image)]
+                hit, count = recall([f.box for f in result.faces], truth)
+                matched, expected = matched + hit, expected + count
+    if frames == 0:
+        raise SourceError(f"{video}: no frames")
+    report = {
+        "video": str(video), "size": list(size), "frames": frames, "detect_every": args.detect_every,
+        "fps": round(frames / wall, 2), "stages": summarise(samples),
+        "classify_ms_per_face": round(float(np.median(classify_per_face)), 4) if classify_per_face else None,
+        "faces_per_frame": round(float(np.mean(faces)), 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
+    }
+    if reference is not None:
+        report["recall"] = round(matched / expected, 4) if expected else None
+        report["reference_faces"] = expected
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(f"{report['video']}  {report['size'][0]}x{report['size'][1]}  {report['frames']} frames  "
+          f"detect every {report['detect_every']}  detector {report['detector_device']}  "
+          f"classifier {report['classifier_device']}")
+    print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
+    for stage, values in report["stages"].items():
+        print(f"{stage:10s} {values['median_ms']:10.2f} {values['p95_ms']:10.2f}")
+    print(f"end to end: {report['fps']:.1f} fps; {report['faces_per_frame']:.2f} faces per frame; "
+          f"classify {report['classify_ms_per_face']} ms per face; peak RSS {report['peak_rss_mb']:.0f} MB")
+    if "recall" in report:
+        print(f"recall vs full-resolution MTCNN (IoU >= 0.5): {report['recall']} of {report['reference_faces']} faces")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    from app.core.classifier import ModelLoadError
+
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            video = args.video or astronaut_clip(Path(scratch) / "astronaut.mp4")
+            report = run(args, video)
+    except (SourceError, ModelLoadError) as err:
+        print(f"fer-bench: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Emotion classification: the only module that touches onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from app.core.crop import normalize
+from app.core.metadata import ModelInfo, ModelMetadataError
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that cannot be opened, or that lacks the metadata the app needs."""
+
+
+def cuda_usable() -> bool:
+    """True when onnxruntime has the CUDA provider and a CUDA device is really there."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return Path("/dev/nvidia0").exists()
+
+
+def choose_providers(device: str = "auto") -> list[str]:
+    if device == "cuda" or (device == "auto" and cuda_usable()):
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+class EmotionClassifier:
+    """An ONNX model behind a typed contract: uint8 face crops (N, S, S) in, probabilities (N, C) out."""
+
+    def __init__(self, model_path: Path, device: str = "auto", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)  # the CUDA fallback's warnings are not the user's business
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"{self.path}: no such model file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=choose_providers(device))
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise ModelLoadError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
+        props = self._session.get_modelmeta().custom_metadata_map
+        try:
+            self.info = ModelInfo.from_props(props, source=str(self.path))
+        except ModelMetadataError as err:
+            raise ModelLoadError(str(err)) from None
+        model_input = self._session.get_inputs()[0]
+        self._input_name = model_input.name
+        self._check_shapes(model_input.shape)
+        self.provider = self._session.get_providers()[0]
+
+    def _check_shapes(self, shape: list) -> None:
+        size = self.info.input_size
+        if len(shape) != 4 or shape[1] != 1 or shape[2] != size or shape[3] != size:
+            raise ModelLoadError(
+                f"{self.path}: input shape {shape} does not match metadata (N, 1, {size}, {size})")
+        outputs = self._session.get_outputs()[0].shape
+        if len(outputs) != 2 or outputs[1] != len(self.info.labels):
+            raise ModelLoadError(f"{self.path}: output shape {outputs} does not match {len(self.info.labels)} labels")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    @property
+    def device(self) -> str:
+        return "CUDA" if self.provider.startswith("CUDA") else "CPU"
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities for every face of a frame, in one batched call; (0, C) for no faces."""
+        if len(crops) == 0:
+            return np.empty((0, len(self.labels)), np.float32)
+        batch = normalize(crops, self.info.mean, self.info.std)
+        scores = self._session.run(None, {self._input_name: batch})[0]
+        return softmax(scores)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)

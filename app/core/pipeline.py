@@ -1,0 +1,140 @@
+"""The headless face -> emotion pipeline: detect, crop, classify, track, draw, with timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.core.classifier import EmotionClassifier
+from app.core.crop import crop_faces
+from app.core.detector import Detection, FaceDetector
+from app.core.drawing import EMOJI, draw_faces, draw_no_face
+from app.core.tracker import FaceTracker, TrackerConfig
+
+STAGES = ("decode", "detect", "crop", "classify", "track", "draw")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    mode: str = EMOJI
+    detect_every: int = 1  # full detection every k-th frame of a stream; O-Net refines boxes in between
+    whole_image: bool = False  # a picture without a detected face is classified as one face
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[float, float, float, float]
+    label: str
+    score: float  # probability of the shown label
+    probs: dict[str, float]
+    track_id: int
+    detector_score: float
+    whole_image: bool = False
+
+    def to_json(self) -> dict:
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "label": self.label,
+            "score": round(self.score, 4),
+            "probs": {k: round(v, 4) for k, v in self.probs.items()},
+            "track_id": self.track_id,
+            "detector_score": round(self.detector_score, 4),
+            **({"whole_image": True} if self.whole_image else {}),
+        }
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One processed frame: what crosses from the worker to whoever shows or saves it."""
+
+    image: np.ndarray  # the annotated RGB frame
+    faces: tuple[Face, ...]
+    timings: dict[str, float]  # stage -> milliseconds
+    index: int = 0
+    timestamp: float = 0.0
+    full_detection: bool = True
+
+
+class Pipeline:
+    """Frames in, annotated frames and faces out; one instance per stream (it keeps the tracks)."""
+
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, config: PipelineConfig = PipelineConfig()):
+        self.detector = detector
+        self.classifier = classifier
+        self.config = config
+        self.tracker = FaceTracker(config.tracker)
+        self._frames_since_detection = 0
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+    def reset(self) -> None:
+        """Forget the tracks: the next frame starts a new stream."""
+        self.tracker.reset()
+        self._frames_since_detection = 0
+
+    def process(self, image: np.ndarray, index: int = 0, timestamp: float = 0.0, decode_ms: float = 0.0,
+                mode: str | None = None) -> FrameResult:
+        timings = {stage: 0.0 for stage in STAGES}
+        timings["decode"] = decode_ms
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] += (now - clock) * 1000
+            clock = now
+
+        detections, full = self._find_faces(image)
+        lap("detect")
+        whole = False
+        if not detections and self.config.whole_image:
+            height, width = image.shape[:2]
+            detections, whole = [Detection((0.0, 0.0, float(width), float(height)), 0.0)], True
+        info = self.classifier.info
+        boxes = [d.box for d in detections]
+        margin = 0.0 if whole else info.crop_margin
+        crops = crop_faces(image, boxes, info.input_size, margin)
+        lap("crop")
+        probs = self.classifier(crops)
+        lap("classify")
+        tracked = self.tracker.update(boxes, [d.score for d in detections], probs)
+        labels = self.labels
+        faces = tuple(
+            Face(t.box, labels[t.label], float(t.probs[t.label]), dict(zip(labels, map(float, t.probs))),
+                 t.track_id, t.score, whole)
+            for t in tracked
+        )
+        lap("track")
+        if faces:
+            annotated = draw_faces(image, tracked, labels, info.emoji, mode or self.config.mode)
+        else:
+            annotated = draw_no_face(image)
+        lap("draw")
+        return FrameResult(annotated, faces, timings, index, timestamp, full)
+
+    def _find_faces(self, image: np.ndarray) -> tuple[list[Detection], bool]:
+        """Full detection every ``detect_every`` frames (or when nothing is tracked), else refinement."""
+        live = [t.box for t in self.tracker.tracks if t.missed == 0]
+        due = self._frames_since_detection % max(1, self.config.detect_every) == 0
+        self._frames_since_detection += 1
+        if due or not live:
+            self._frames_since_detection = 1
+            return self.detector.detect(image), True
+        refined = [d for d in self.detector.refine(image, live) if d is not None]
+        return suppress_duplicates(refined), False
+
+
+def suppress_duplicates(detections: list[Detection], overlap: float = 0.5) -> list[Detection]:
+    """Drop boxes that refinement moved onto the same face as a better-scoring box."""
+    from app.core.tracker import iou
+
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        if all(iou(detection.box, k.box) < overlap for k in kept):
+            kept.append(detection)
+    return kept

@@ -1,0 +1,45 @@
+"""Name -> builder registry for the networks ``fer-train`` can train."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from torch import nn
+
+Builder = Callable[..., nn.Module]
+_BUILDERS: dict[str, Builder] = {}
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str], int], nn.Module]]] = []
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: make ``builder(num_classes)`` available as ``name``."""
+
+    def add(builder: Builder) -> Builder:
+        if name in _BUILDERS:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def register_pattern(pattern: str, builder: Callable[[re.Match[str], int], nn.Module]) -> None:
+    """Make a family of names (a regular expression) available, e.g. ``B16_N8_FC2_K5_AP20``."""
+    _PATTERNS.append((re.compile(pattern), builder))
+
+
+def list_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def create_model(name: str, num_classes: int) -> nn.Module:
+    """Build architecture ``name`` for one-channel input with ``num_classes`` outputs."""
+    if name in _BUILDERS:
+        return _BUILDERS[name](num_classes)
+    for pattern, builder in _PATTERNS:
+        match = pattern.fullmatch(name)
+        if match:
+            return builder(match, num_classes)
+    known = ", ".join(list_models())
+    raise KeyError(f"unknown architecture {name!r}; known: {known}, or a resblock name like B16_N8_FC2_K5_AP20")

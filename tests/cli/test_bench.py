@@ -1,0 +1,21 @@
+import json
+
+from app.cli import bench
+
+
+def test_bench_json_reports_speed_and_recall(tiny_model, capsys):
+    assert bench.main(["--frames", "12", "--json", "--check-recall", "--model", str(tiny_model)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 12 and report["fps"] > 0
+    assert set(report["stages"]) >= {"decode", "detect", "crop", "classify", "track", "draw", "total"}
+    assert all(v["p95_ms"] >= v["median_ms"] >= 0 for v in report["stages"].values())
+    assert report["faces_per_frame"] == 1.0
+    assert report["recall"] == 1.0 and report["reference_faces"] == 12
+    assert report["peak_rss_mb"] > 0
+
+
+def test_bench_table_and_bad_video(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nothing")
+    assert bench.main([str(bad), "--model", str(tiny_model)]) == 1
+    assert "bad.mp4" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from app.core.classifier import EmotionClassifier, ModelLoadError, choose_providers
+from tests.conftest import LABELS, tiny_model_info, write_linear_onnx
+
+
+def test_batched_probabilities(classifier):
+    crops = np.random.default_rng(0).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    probs = classifier(crops)
+    assert probs.shape == (5, len(LABELS))
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert classifier.labels == LABELS
+
+
+def test_no_faces_give_an_empty_result(classifier):
+    assert classifier(np.empty((0, 48, 48), np.uint8)).shape == (0, len(LABELS))
+
+
+def test_provider_is_reported_and_cpu_without_gpu(classifier):
+    assert classifier.provider == "CPUExecutionProvider"
+    assert classifier.device == "CPU"
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_model_without_metadata_is_refused_with_a_fix(tmp_path):
+    path = write_linear_onnx(tmp_path / "bare.onnx", None)
+    with pytest.raises(ModelLoadError, match="no labels.*fer-train export"):
+        EmotionClassifier(path, device="cpu")
+
+
+def test_metadata_that_contradicts_the_graph_is_refused(tmp_path):
+    path = write_linear_onnx(tmp_path / "eight.onnx", tiny_model_info().to_props(), classes=8)
+    with pytest.raises(ModelLoadError, match="does not match 7 labels"):
+        EmotionClassifier(path, device="cpu")
+
+
+def test_missing_and_broken_files_are_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such model"):
+        EmotionClassifier(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="not a readable ONNX model"):
+        EmotionClassifier(junk)

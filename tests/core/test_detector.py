@@ -1,0 +1,45 @@
+import numpy as np
+
+from app.core.tracker import iou
+from tests.conftest import ASTRONAUT_FACE
+
+
+def test_astronaut_face_is_found_where_it_is(detector, astronaut):
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces[0].box, ASTRONAUT_FACE, atol=4.0)
+    assert faces[0].score > 0.99
+
+
+def test_grace_hopper_face_is_found(detector, grace_hopper):
+    faces = detector.detect(grace_hopper)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    assert 100 < x2 - x1 < 400 and 100 < y2 - y1 < 400
+
+
+def test_blank_and_tiny_frames_give_empty_lists(detector):
+    assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert detector.detect(np.zeros((8, 8, 3), np.uint8)) == []
+
+
+def test_boxes_are_clipped_to_the_frame(detector, astronaut):
+    cut = astronaut[100:, 200:]  # the face now touches the top-left corner
+    for face in detector.detect(cut):
+        x1, y1, x2, y2 = face.box
+        assert 0 <= x1 < x2 <= cut.shape[1] and 0 <= y1 < y2 <= cut.shape[0]
+
+
+def test_refine_moves_a_stale_box_back_onto_the_face(detector, astronaut):
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    stale = (x1 + 12, y1 - 10, x2 + 12, y2 - 10)
+    (refined,) = detector.refine(astronaut, [stale])
+    assert refined is not None
+    assert iou(refined.box, ASTRONAUT_FACE) > iou(stale, ASTRONAUT_FACE)
+    assert iou(refined.box, ASTRONAUT_FACE) > 0.75
+
+
+def test_refine_drops_a_box_with_no_face(detector, astronaut):
+    (refined,) = detector.refine(astronaut, [(400, 400, 500, 500)])  # the suit, no face
+    assert refined is None
+    assert detector.refine(astronaut, []) == []

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from app.core.pipeline import STAGES, Pipeline, PipelineConfig
+from tests.conftest import ASTRONAUT_FACE, LABELS
+
+
+@pytest.mark.parametrize("mode", ["emoji", "label"])
+def test_astronaut_end_to_end(pipeline, astronaut, mode):
+    result = pipeline.process(astronaut, mode=mode)
+    assert len(result.faces) == 1
+    face = result.faces[0]
+    np.testing.assert_allclose(face.box, ASTRONAUT_FACE, atol=4.0)
+    assert face.label in LABELS and face.score == pytest.approx(face.probs[face.label])
+    assert sum(face.probs.values()) == pytest.approx(1.0, rel=1e-4)
+    assert set(result.timings) == set(STAGES) and all(v >= 0 for v in result.timings.values())
+    changed = np.any(result.image != astronaut, axis=2)
+    x1, y1, x2, y2 = (int(v) for v in face.box)
+    assert changed[y1:y2, x1:x2].mean() > (0.8 if mode == "emoji" else 0.0)
+    assert not changed[300:, 300:].any()
+
+
+def test_emoji_and_label_modes_draw_differently(pipeline, grace_hopper):
+    emoji = pipeline.process(grace_hopper, mode="emoji").image
+    label = pipeline.process(grace_hopper, mode="label").image
+    assert np.any(emoji != label)
+
+
+def test_no_face_gives_no_faces_and_a_marked_copy(pipeline):
+    blank = np.full((240, 320, 3), 90, np.uint8)
+    result = pipeline.process(blank)
+    assert result.faces == () and np.any(result.image != blank)
+
+
+def test_whole_image_mode_classifies_a_faceless_picture(detector, classifier):
+    pipeline = Pipeline(detector, classifier, PipelineConfig(whole_image=True))
+    crop = np.full((48, 48, 3), 120, np.uint8)
+    (face,) = pipeline.process(crop).faces
+    assert face.whole_image and face.box == (0.0, 0.0, 48.0, 48.0)
+
+
+def test_tracking_between_detections_follows_a_moving_face(detector, classifier, astronaut):
+    pipeline = Pipeline(detector, classifier, PipelineConfig(detect_every=4))
+    results = []
+    for step in range(6):
+        frame = np.roll(astronaut, 3 * step, axis=1)  # the face moves 3 px right each frame
+        results.append(pipeline.process(frame, index=step))
+    assert [r.full_detection for r in results] == [True, False, False, False, True, False]
+    assert len({r.faces[0].track_id for r in results}) == 1
+    last_x = results[-1].faces[0].box[0]
+    assert last_x == pytest.approx(ASTRONAUT_FACE[0] + 15, abs=6)

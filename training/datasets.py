@@ -1,0 +1,76 @@
+"""Turn data sources and a label scheme into in-memory tensors per split."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import labels as schemes
+from training.data import SPLIT_NAMES, DataError, Source, read_source, read_votes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """One split as tensors: uint8 images (N, S, S), int64 labels, optional float soft targets (N, C)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    soft: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def targets_for(source: Source, scheme: str, label_map: dict[str, str]) -> schemes.Targets:
+    if scheme in ("ferplus", "engagement"):
+        if source.votes is None:
+            raise DataError(f"scheme {scheme} needs FER+ votes: pass --ferplus PATH with {source.name}")
+        return (schemes.ferplus_targets if scheme == "ferplus" else schemes.engagement_targets)(source.votes)
+    mapping = np.array(schemes.from_names(source.class_names, scheme, label_map) + [-1])
+    return schemes.hard_targets(mapping[source.labels])  # -1 indexes the appended -1
+
+
+def load_splits(
+    data: list[Path], scheme: str, ferplus: Path | None = None, label_map: dict[str, str] | None = None,
+    size: int = 48, skip_bad: bool = False,
+) -> dict[str, SplitData]:
+    """Read every source, apply the scheme and return ``{"train": ..., "val": ..., "test": ...}``."""
+    sources = [read_source(path, size, skip_bad) for path in data]
+    if ferplus is not None:
+        sources[0].votes = read_votes(ferplus, len(sources[0].pixels))
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {0: [], 1: [], 2: []}
+    for source in sources:
+        for note in source.notes:
+            log.warning(note)
+        if source.pixels.shape[1:] != (size, size):
+            raise DataError(f"{source.name}: images are {source.pixels.shape[1:]}, the run uses {size}x{size}")
+        targets = targets_for(source, scheme, label_map or {})
+        split = source.split[targets.keep]
+        pixels = source.pixels[targets.keep]
+        for index in parts:
+            rows = split == index
+            soft = targets.soft[rows] if targets.soft is not None else None
+            parts[index].append((pixels[rows], targets.hard[rows], soft))
+    return {SPLIT_NAMES[i]: _concat(chunks, len(schemes.SCHEMES[scheme])) for i, chunks in parts.items()}
+
+
+def _concat(chunks, num_classes: int) -> SplitData:
+    images = np.concatenate([c[0] for c in chunks])
+    hard = np.concatenate([c[1] for c in chunks])
+    softs = [c[2] if c[2] is not None else np.eye(num_classes, dtype=np.float32)[c[1]] for c in chunks]
+    any_soft = any(c[2] is not None for c in chunks)
+    return SplitData(
+        torch.from_numpy(np.ascontiguousarray(images)),
+        torch.from_numpy(hard),
+        torch.from_numpy(np.concatenate(softs)) if any_soft else None,
+    )
+
+
+def class_counts(split: SplitData, num_classes: int) -> list[int]:
+    return torch.bincount(split.labels, minlength=num_classes).tolist()

@@ -1,0 +1,99 @@
+"""train_one_epoch and evaluate as plain functions, over in-memory uint8 tensors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from training.augment import AugmentConfig, augment, mix, normalize
+from training.datasets import SplitData
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    label_smoothing: float = 0.0
+    class_weights: torch.Tensor | None = None
+    mixup: float = 0.0  # Beta(alpha, alpha); 0 turns mixing off
+    cutmix: bool = False
+    mix_prob: float = 0.5
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    classes = logits.shape[1]
+    if cfg.label_smoothing:
+        target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / classes
+    per_class = -target * F.log_softmax(logits, dim=1)
+    if cfg.class_weights is not None:
+        per_class = per_class * cfg.class_weights
+    return per_class.sum(1).mean()
+
+
+def batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int = 0, world: int = 1):
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = order[rank::world]
+    stop = len(order) - len(order) % batch_size if shuffle else len(order)  # drop the ragged last batch
+    for start in range(0, max(stop, 0), batch_size):
+        yield order[start:start + batch_size]
+
+
+def train_one_epoch(
+    model: nn.Module, data: SplitData, optimizer, scheduler, epoch: int, *, batch_size: int, mean: float, std: float,
+    augment_cfg: AugmentConfig, loss_cfg: LossConfig, generator: torch.Generator, ema=None, rank: int = 0,
+    world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True,
+) -> dict[str, float]:
+    model.train()
+    num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
+    total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
+    steps = list(batches(len(data), batch_size, True, generator, rank, world))
+    bar = tqdm(steps, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    for index in bar:
+        x = augment(normalize(data.images[index], mean, std), augment_cfg, generator)
+        hard = data.labels[index]
+        target = data.soft[index] if data.soft is not None else F.one_hot(hard, num_classes).float()
+        if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:
+            x, target = mix(x, target, loss_cfg.mixup, loss_cfg.cutmix, generator)
+        x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        logits = model(x.contiguous(memory_format=torch.channels_last))
+        loss = soft_cross_entropy(logits, target, loss_cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        total_loss += float(loss.detach()) * len(index)
+        correct += int((logits.argmax(1).cpu() == hard).sum())
+        seen += len(index)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "epoch_s": time.perf_counter() - started}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, mean: float, std: float, tta_flip: bool = False,
+            batch_size: int = 512, device: torch.device = torch.device("cpu")) -> np.ndarray:
+    """Class probabilities (N, C) for uint8 faces (N, S, S)."""
+    model.eval()
+    outputs = []
+    for index in batches(len(images), batch_size, False, None):
+        x = normalize(images[index], mean, std).to(device).contiguous(memory_format=torch.channels_last)
+        probs = F.softmax(model(x), dim=1)
+        if tta_flip:
+            probs = (probs + F.softmax(model(torch.flip(x, dims=[3])), dim=1)) / 2
+        outputs.append(probs.float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.empty((0, 0), np.float32)
+
+
+def evaluate(model: nn.Module, data: SplitData, *, mean: float, std: float, tta_flip: bool = False,
+             device: torch.device = torch.device("cpu")) -> dict[str, float]:
+    probs = predict(model, data.images, mean=mean, std=std, tta_flip=tta_flip, device=device)
+    labels = data.labels.numpy()
+    nll = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-8, 1)).mean()) if len(labels) else 0.0
+    return {"val_loss": nll, "val_acc": float((probs.argmax(1) == labels).mean()) if len(labels) else 0.0}

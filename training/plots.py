@@ -1,0 +1,46 @@
+"""Pictures of a run: learning curves and confusion matrices."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(metrics_csv: Path, out: Path) -> None:
+    with metrics_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = [int(r["epoch"]) for r in rows]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
+    loss_axis.plot(epochs, [float(r["val_loss"]) for r in rows], label="val")
+    loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
+    acc_axis.plot(epochs, [float(r["train_acc"]) for r in rows], label="train")
+    acc_axis.plot(epochs, [float(r["val_acc"]) for r in rows], label="val")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for axis in (loss_axis, acc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(matrix: np.ndarray, labels: list[str], out: Path, title: str) -> None:
+    normalised = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
+    figure, axis = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set(xlabel="predicted", ylabel="true", title=title)
+    for (row, col), count in np.ndenumerate(matrix):
+        colour = "white" if normalised[row, col] > 0.5 else "black"
+        axis.text(col, row, f"{count}\n{normalised[row, col]:.0%}", ha="center", va="center", fontsize=7, color=colour)
+    figure.tight_layout()
+    figure.savefig(out, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,290 @@
+"""``fer-train train``: one model into a run folder (config, metrics.csv, checkpoints, curves, ONNX)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import create_model
+from training import labels as schemes
+from training.augment import AugmentConfig
+from training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from training.datasets import SplitData, class_counts, load_splits
+from training.distributed import DistInfo, all_reduce_mean, barrier, device_for, init_distributed, shutdown
+from training.engine import LossConfig, evaluate, train_one_epoch
+
+log = logging.getLogger(__name__)
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...]
+    ferplus: str | None
+    labels: str
+    soft: bool
+    label_map: dict[str, str]
+    arch: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    warmup: float
+    label_smoothing: float
+    class_weights: bool
+    mixup: float
+    cutmix: bool
+    ema: float
+    crop_pad: int
+    flip: bool
+    rotate: float
+    scale: float
+    erase: float
+    noise: float
+    mean: float
+    std: float
+    crop_margin: float
+    seed: int
+    deterministic: bool
+    threads: int
+    device: str
+    init: str | None
+    skip_bad: bool
+    out: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainConfig:
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+        values["data"] = tuple(str(p) for p in args.data)
+        values["ferplus"] = str(args.ferplus) if args.ferplus else None
+        values["init"] = str(args.init) if args.init else None
+        values["out"] = str(args.out)
+        values["label_map"] = dict(item.split("=", 1) for item in args.label_map)
+        return cls(**values)
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(self.crop_pad, self.flip, self.rotate, self.scale, self.erase, self.noise)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, action="append",
+                      help="fer2013.csv, an .npz copy, or an image folder ROOT/<split>/<class>/; repeat to merge")
+    data.add_argument("--ferplus", type=Path, help="FER+ vote file aligned row by row with the first --data")
+    data.add_argument("--labels", choices=sorted(schemes.SCHEMES), default="fer2013", help="label scheme")
+    data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the majority")
+    data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
+                      help="map a source's class name onto a scheme label")
+    data.add_argument("--skip-bad", action="store_true", help="skip malformed CSV rows instead of stopping")
+    model = parser.add_argument_group("model")
+    model.add_argument("--arch", default="fernet", help="architecture name (see `fer-train models`)")
+    model.add_argument("--init", type=Path, help="a local state dict to start from")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--epochs", type=int, default=30)
+    optim.add_argument("--batch-size", type=int, default=128)
+    optim.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
+    optim.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    optim.add_argument("--momentum", type=float, default=0.9)
+    optim.add_argument("--weight-decay", type=float, default=5e-4)
+    optim.add_argument("--schedule", choices=("onecycle", "cosine", "none"), default="onecycle")
+    optim.add_argument("--warmup", type=float, default=0.2, help="share of steps spent warming up (onecycle)")
+    optim.add_argument("--label-smoothing", type=float, default=0.1)
+    optim.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
+    optim.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    optim.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
+    optim.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off)")
+    aug = parser.add_argument_group("augmentation")
+    aug.add_argument("--crop-pad", type=int, default=4, help="random crop after reflect padding (0: off)")
+    aug.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
+    aug.add_argument("--rotate", type=float, default=10.0, help="random rotation in degrees (0: off)")
+    aug.add_argument("--scale", type=float, default=0.0, help="random zoom, e.g. 0.1 for +-10%%")
+    aug.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
+    aug.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std")
+    pre = parser.add_argument_group("preprocessing (stored in the model)")
+    pre.add_argument("--mean", type=float, default=0.5)
+    pre.add_argument("--std", type=float, default=0.25)
+    pre.add_argument("--crop-margin", type=float, default=0.15, help="margin the app adds around a detected face")
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", type=Path, help="run folder (required unless --resume)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--deterministic", action="store_true")
+    run.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder's files")
+    run.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> None:
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise SystemExit(f"fer-train: {out} already holds a run ({', '.join(existing)}); "
+                         "pass --overwrite to replace it or --resume to continue it")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in existing:
+        (out / name).unlink()
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module, steps: int):
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    elif cfg.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=cfg.warmup)
+    elif cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    else:
+        scheduler = None
+    return optimizer, scheduler
+
+
+def loss_config(cfg: TrainConfig, train: SplitData, num_classes: int) -> LossConfig:
+    weights = None
+    if cfg.class_weights:
+        counts = torch.tensor(class_counts(train, num_classes), dtype=torch.float32).clamp(min=1)
+        weights = counts.sum() / (num_classes * counts)
+    return LossConfig(cfg.label_smoothing, weights, cfg.mixup, cfg.cutmix)
+
+
+def write_metrics_row(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True) -> Path:
+    """Train per ``cfg`` (continuing ``resume_state`` when given); return the run folder."""
+    dist_info = init_distributed()
+    try:
+        return _train(cfg, resume_state, progress, dist_info)
+    finally:
+        shutdown(dist_info)
+
+
+def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_info: DistInfo) -> Path:
+    out = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + dist_info.rank)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = device_for(dist_info, cfg.device)
+    class_names = schemes.SCHEMES[cfg.labels]
+    splits = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
+                         cfg.label_map, skip_bad=cfg.skip_bad)
+    train, val = splits["train"], splits["val"]
+    if not cfg.soft:
+        train.soft = None
+    if len(train) == 0 or len(val) == 0:
+        raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; both are needed")
+    if dist_info.is_main:
+        counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
+        log.info("train %d faces (%s); val %d; test %d", len(train), counts, len(val), len(splits["test"]))
+
+    model = create_model(cfg.arch, len(class_names))
+    if cfg.init:
+        load_model_state(model, torch.load(cfg.init, map_location="cpu", weights_only=True), cfg.arch, Path(cfg.init))
+    model = model.to(device, memory_format=torch.channels_last)
+    steps_per_epoch = len(train) // dist_info.world // cfg.batch_size
+    optimizer, scheduler = build_optimizer(cfg, model, max(1, steps_per_epoch * cfg.epochs))
+    ema = None
+    if cfg.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + dist_info.rank)
+    start_epoch, best_acc = 1, -1.0
+    if resume_state is not None:
+        load_model_state(model, resume_state["raw_model"], cfg.arch, out / "last.pt")
+        optimizer.load_state_dict(resume_state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(resume_state["scheduler"])
+        if ema is not None and resume_state.get("ema"):
+            ema.load_state_dict(resume_state["ema"])
+        generator.set_state(resume_state["generator"])
+        start_epoch, best_acc = resume_state["epoch"] + 1, resume_state["best_acc"]
+        if dist_info.is_main:
+            log.info("resuming %s at epoch %d (best val_acc so far %.4f)", out, start_epoch, best_acc)
+    trained = model
+    if dist_info.enabled:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    losses = loss_config(cfg, train, len(class_names))
+    scored = ema.module if ema is not None else model
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        stats = train_one_epoch(
+            trained, train, optimizer, scheduler, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
+            augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank,
+            world=dist_info.world, device=device, progress=progress and dist_info.is_main)
+        stats["train_loss"] = all_reduce_mean(stats["train_loss"], dist_info)
+        stats["train_acc"] = all_reduce_mean(stats["train_acc"], dist_info)
+        if not dist_info.is_main:
+            barrier(dist_info)
+            continue
+        stats.update(evaluate(scored, val, mean=cfg.mean, std=cfg.std, device=device))
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in stats.items()}}
+        write_metrics_row(out / "metrics.csv", row)
+        state = {"model": scored.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                 "ema": ema.state_dict() if ema is not None else {}, "raw_model": model.state_dict(),
+                 "generator": generator.get_state(), "epoch": epoch,
+                 "best_acc": max(best_acc, stats["val_acc"]), "config": dataclasses.asdict(cfg),
+                 "classes": list(class_names), "val": {k: stats[k] for k in ("val_acc", "val_loss")}}
+        save_checkpoint(state, out / "last.pt")
+        if stats["val_acc"] > best_acc:
+            best_acc = stats["val_acc"]
+            shutil.copyfile(out / "last.pt", out / "best.pt")
+        log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)  %.0fs", epoch, cfg.epochs,
+                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, stats["epoch_s"])
+        barrier(dist_info)
+    if dist_info.is_main:
+        finish_run(out)
+    return out
+
+
+def finish_run(out: Path) -> None:
+    """Curves and the ONNX model of the best epoch."""
+    from training.export import export_checkpoint
+    from training.plots import plot_curves
+
+    plot_curves(out / "metrics.csv", out / "curves.png")
+    export_checkpoint(out / "best.pt", out / "model.onnx")
+    log.info("wrote %s and %s", out / "curves.png", out / "model.onnx")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.resume:
+        state = load_checkpoint(args.resume / "last.pt")
+        cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"])})
+        run_training(cfg, state, progress=True)
+        return 0
+    if not args.data or not args.out:
+        raise SystemExit("fer-train train: --data and --out are required (or --resume RUN_DIR)")
+    cfg = TrainConfig.from_args(args)
+    prepare_run_dir(Path(cfg.out), args.overwrite)
+    (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    started = time.perf_counter()
+    run_training(cfg, None, progress=args.progress)
+    log.info("done in %.1f min", (time.perf_counter() - started) / 60)
+    return 0
