@@ -105,7 +105,10 @@ def resblock_net(match: re.Match[str], num_classes: int) -> nn.Module:
     channels, blocks, fcs, kernel, pooled = (int(g) for g in match.groups())
     layers: list[nn.Module] = [conv_bn_relu(1, channels, kernel)]
     layers += [Residual(channels, kernel) for _ in range(blocks)]
-    layers.append(nn.AdaptiveAvgPool2d(pooled))
+    # A fixed average pool (48 px in, P x P out) exports to ONNX, where an adaptive one with a size
+    # that does not divide 48 cannot.
+    stride = max(1, 48 // pooled)
+    layers.append(nn.AvgPool2d(kernel_size=48 - (pooled - 1) * stride, stride=stride))
     layers.append(nn.Flatten())
     features = channels * pooled * pooled
     for _ in range(fcs - 1):

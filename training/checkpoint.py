@@ -22,6 +22,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
             torch.save(state, file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -14,20 +15,36 @@ def get_args_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train.add_train_arguments(commands.add_parser("train", help="train one model into a run folder"))
     export = commands.add_parser("export", help="a checkpoint as one ONNX file with the app's metadata")
-    export.add_argument("checkpoint", type=__import__("pathlib").Path)
-    export.add_argument("--out", type=__import__("pathlib").Path, required=True)
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--out", type=Path, required=True)
     export.add_argument("--overwrite", action="store_true")
+    from training import baselines, evaluate, sweep, viz
+
+    evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
+    sweep.add_sweep_arguments(commands.add_parser("sweep", help="train a grid of architectures and compare them"))
+    baselines.add_knn_arguments(commands.add_parser("knn", help="nearest-neighbour baseline on raw pixels"))
+    viz.add_viz_arguments(commands.add_parser("viz", help="first-layer filters and feature maps of one face"))
     commands.add_parser("models", help="list the architectures")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from training.distributed import launched_rank
+
+    level = logging.INFO if launched_rank() == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.command == "train":
         from training.train import main as train_main
 
         return train_main(args)
+    if args.command in ("sweep", "knn", "viz"):
+        module = {"sweep": "training.sweep", "knn": "training.baselines", "viz": "training.viz"}[args.command]
+        return __import__(module, fromlist=["main"]).main(args)
+    if args.command == "eval":
+        from training.evaluate import main as eval_main
+
+        return eval_main(args)
     if args.command == "export":
         from training.export import export_checkpoint
 

@@ -88,13 +88,13 @@ def read_fer_csv(path: Path, skip_bad: bool = False) -> Source:
         reader = csv.reader(handle)
         header = [h.strip().lower() for h in next(reader, [])]
         if header[:3] != ["emotion", "pixels", "usage"]:
-            raise DataError(f"{path}:1: expected the header emotion,pixels,Usage, found {','.join(header)!r}")
+            raise DataError(f"{path}, line 1: expected the header emotion,pixels,Usage, found {','.join(header)!r}")
         for line_number, row in enumerate(reader, start=2):
             try:
                 image, split, label = _parse_csv_row(row)
             except ValueError as err:
                 if not skip_bad:
-                    raise DataError(f"{path}:{line_number}: {err} (pass --skip-bad to skip such rows)") from None
+                    raise DataError(f"{path}, line {line_number}: {err} (pass --skip-bad to skip such rows)") from None
                 bad += 1
                 continue
             images.append(image)
@@ -137,12 +137,12 @@ def read_votes(path: Path, rows: int) -> np.ndarray:
         header = [h.strip() for h in next(reader, [])]
         columns = [header.index(c) if c in header else -1 for c in schemes.VOTE_COLUMNS]
         if -1 in columns:
-            raise DataError(f"{path}:1: not a FER+ vote file (needs columns {','.join(schemes.VOTE_COLUMNS)})")
+            raise DataError(f"{path}, line 1: not a FER+ vote file (needs columns {','.join(schemes.VOTE_COLUMNS)})")
         for line_number, row in enumerate(reader, start=2):
             try:
                 votes.append([float(row[c]) if row[c].strip() else 0.0 for c in columns])
             except (ValueError, IndexError):
-                raise DataError(f"{path}:{line_number}: vote counts must be numbers") from None
+                raise DataError(f"{path}, line {line_number}: vote counts must be numbers") from None
     if len(votes) != rows:
         raise DataError(f"{path} has {len(votes)} vote rows but the FER2013 data has {rows}; they must align row by row")
     return np.array(votes, np.float32)

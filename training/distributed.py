@@ -24,6 +24,11 @@ class DistInfo:
         return self.world > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not under torchrun), before joining the group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed() -> DistInfo:
     """Join the process group when started by torchrun (NCCL on GPUs, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

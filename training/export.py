@@ -75,6 +75,7 @@ def export_model(model: torch.nn.Module, info: ModelInfo, out: Path) -> float:
         difference = parity(model, temporary, real_inputs(info))
         if difference > PARITY_TOLERANCE:
             raise ExportError(f"ONNX Runtime and PyTorch disagree by {difference:.2e} (> {PARITY_TOLERANCE}); not written")
+        os.chmod(temporary, 0o644)
         os.replace(temporary, out)
     finally:
         Path(temporary).unlink(missing_ok=True)

@@ -20,7 +20,9 @@ from training import labels as schemes
 from training.augment import AugmentConfig
 from training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from training.datasets import SplitData, class_counts, load_splits
-from training.distributed import DistInfo, all_reduce_mean, barrier, device_for, init_distributed, shutdown
+from training.distributed import (
+    DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
+)
 from training.engine import LossConfig, evaluate, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder's files")
     run.add_argument("--no-progress", dest="progress", action="store_false")
+    run.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
+                     help="stop after this epoch (continue later with --resume)")
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> None:
@@ -150,7 +154,10 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, steps: int):
     else:
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=cfg.warmup)
+        # OneCycle needs at least two warm-up steps and two after; tiny runs (tests, smoke runs) get them.
+        steps = max(steps, 4)
+        warmup = min(max(cfg.warmup, 2 / steps), 1 - 2 / steps)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=warmup)
     elif cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     else:
@@ -175,16 +182,19 @@ def write_metrics_row(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True) -> Path:
-    """Train per ``cfg`` (continuing ``resume_state`` when given); return the run folder."""
+def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True, stop_after: int = 0) -> Path:
+    """Train per ``cfg`` (continuing ``resume_state`` when given); return the run folder.
+
+    ``stop_after`` ends the run after that epoch, as an interruption would, to be resumed later.
+    """
     dist_info = init_distributed()
     try:
-        return _train(cfg, resume_state, progress, dist_info)
+        return _train(cfg, resume_state, progress, dist_info, stop_after)
     finally:
         shutdown(dist_info)
 
 
-def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_info: DistInfo) -> Path:
+def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_info: DistInfo, stop_after: int) -> Path:
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -224,15 +234,18 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         if ema is not None and resume_state.get("ema"):
             ema.load_state_dict(resume_state["ema"])
         generator.set_state(resume_state["generator"])
+        torch.set_rng_state(resume_state["torch_rng"])
         start_epoch, best_acc = resume_state["epoch"] + 1, resume_state["best_acc"]
         if dist_info.is_main:
+            truncate_metrics(out / "metrics.csv", resume_state["epoch"])
             log.info("resuming %s at epoch %d (best val_acc so far %.4f)", out, start_epoch, best_acc)
     trained = model
     if dist_info.enabled:
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     losses = loss_config(cfg, train, len(class_names))
     scored = ema.module if ema is not None else model
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    last_epoch = min(cfg.epochs, stop_after) if stop_after else cfg.epochs
+    for epoch in range(start_epoch, last_epoch + 1):
         stats = train_one_epoch(
             trained, train, optimizer, scheduler, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
             augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank,
@@ -248,7 +261,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         state = {"model": scored.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else {},
                  "ema": ema.state_dict() if ema is not None else {}, "raw_model": model.state_dict(),
-                 "generator": generator.get_state(), "epoch": epoch,
+                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                  "best_acc": max(best_acc, stats["val_acc"]), "config": dataclasses.asdict(cfg),
                  "classes": list(class_names), "val": {k: stats[k] for k in ("val_acc", "val_loss")}}
         save_checkpoint(state, out / "last.pt")
@@ -258,9 +271,23 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)  %.0fs", epoch, cfg.epochs,
                  stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, stats["epoch_s"])
         barrier(dist_info)
-    if dist_info.is_main:
+    if dist_info.is_main and last_epoch == cfg.epochs:
         finish_run(out)
     return out
+
+
+def truncate_metrics(path: Path, epoch: int) -> None:
+    """Drop rows of epochs after the checkpoint's: a run killed after writing a row, before its checkpoint."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = [row for row in rows if int(row["epoch"]) <= epoch]
+    if len(kept) != len(rows):
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(kept)
 
 
 def finish_run(out: Path) -> None:
@@ -277,14 +304,15 @@ def main(args: argparse.Namespace) -> int:
     if args.resume:
         state = load_checkpoint(args.resume / "last.pt")
         cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"])})
-        run_training(cfg, state, progress=True)
+        run_training(cfg, state, progress=args.progress, stop_after=args.stop_after)
         return 0
     if not args.data or not args.out:
         raise SystemExit("fer-train train: --data and --out are required (or --resume RUN_DIR)")
     cfg = TrainConfig.from_args(args)
-    prepare_run_dir(Path(cfg.out), args.overwrite)
-    (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    if launched_rank() == 0:  # under torchrun, one process owns the run folder
+        prepare_run_dir(Path(cfg.out), args.overwrite)
+        (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     started = time.perf_counter()
-    run_training(cfg, None, progress=args.progress)
+    run_training(cfg, None, progress=args.progress, stop_after=args.stop_after)
     log.info("done in %.1f min", (time.perf_counter() - started) / 60)
     return 0

@@ -1,0 +1,94 @@
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from models import create_model
+from training import cli
+from training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def train_args(synthetic, out, *extra):
+    return ["train", "--data", str(synthetic["csv"]), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+            "--no-progress", "--threads", "1", *extra]
+
+
+def epochs_in(run):
+    with (run / "metrics.csv").open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("arch", ["fernet", "cnn", "resnet9", "B16_N4_FC1_K3_AP20", "resnet18"])
+def test_one_epoch_smoke_per_family(synthetic, tmp_path, arch):
+    run = tmp_path / arch
+    assert cli.main(train_args(synthetic, run, "--arch", arch, "--epochs", "1")) == 0
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx"}
+    assert epochs_in(run) == [1]
+
+
+def test_run_folder_is_not_overwritten_without_asking(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1")) == 0
+    with pytest.raises(SystemExit, match="already holds a run"):
+        cli.main(train_args(synthetic, run, "--epochs", "1"))
+    assert cli.main(train_args(synthetic, run, "--epochs", "1", "--overwrite")) == 0
+
+
+def test_resume_continues_with_the_same_optimiser_state(synthetic, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert cli.main(train_args(synthetic, straight)) == 0
+    assert cli.main(train_args(synthetic, interrupted, "--stop-after", "1")) == 0
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1
+    assert cli.main(["train", "--resume", str(interrupted), "--no-progress"]) == 0
+    assert epochs_in(interrupted) == [1, 2]
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5)
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_run_killed_mid_epoch_resumes(synthetic, tmp_path):
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.cli", *train_args(synthetic, run, "--epochs", "40", "--arch", "resnet9")]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (run / "last.pt").exists()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    state = load_checkpoint(run / "last.pt")  # the atomic write left a whole checkpoint
+    done = state["epoch"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["epochs"] == 40
+    assert cli.main(["train", "--resume", str(run), "--no-progress", "--stop-after", str(done + 1)]) == 0
+    assert epochs_in(run) == list(range(1, done + 2))
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoint_from_another_architecture_is_refused(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1")) == 0
+    state = load_checkpoint(run / "best.pt")
+    with pytest.raises(CheckpointError, match="do not fit architecture 'cnn'"):
+        load_model_state(create_model("cnn", 7), state["model"], "cnn", run / "best.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
+    run = tmp_path / "plus"
+    args = train_args(synthetic, run, "--epochs", "1", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
+                      "--soft", "--class-weights", "--mixup", "0.2", "--erase", "0.5", "--noise", "0.05", "--ema", "0.9")
+    assert cli.main(args) == 0
+    assert load_checkpoint(run / "best.pt")["classes"][-1] == "contempt"

@@ -1,0 +1,97 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from app.core.classifier import EmotionClassifier
+from models import create_model
+from training import cli
+from training.export import ExportError, export_model, model_info
+from training.metrics import confusion_matrix, report
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "run"
+    args = ["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "3", "--batch-size", "8",
+            "--lr", "0.02", "--no-progress", "--threads", "1"]
+    assert cli.main(args) == 0
+    return run
+
+
+def test_exported_model_carries_metadata_and_loads_in_the_app(trained_run):
+    classifier = EmotionClassifier(trained_run / "model.onnx", device="cpu")
+    info = classifier.info
+    assert info.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert info.input_size == 48 and info.arch == "fernet" and info.emoji["happy"] == "1f604"
+    assert "val_acc" in info.metrics and info.created
+    model = onnx.load(trained_run / "model.onnx")
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_export_command_reports_parity_and_refuses_to_overwrite(trained_run, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(out)]) == 0
+    difference = float(capsys.readouterr().out.split("difference")[-1])
+    assert difference < 1e-4
+    with pytest.raises(SystemExit, match="exists"):
+        cli.main(["export", str(trained_run / "best.pt"), "--out", str(out)])
+
+
+def test_export_refuses_a_model_that_disagrees(trained_run, tmp_path, monkeypatch):
+    from training import export
+    from training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(trained_run / "best.pt")
+    model = create_model("fernet", 7)
+    model.load_state_dict(state["model"])
+    monkeypatch.setattr(export, "parity", lambda *a: 0.5)
+    with pytest.raises(ExportError, match="disagree"):
+        export_model(model, model_info(state), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_onnx_and_checkpoint_evaluate_alike(trained_run, synthetic, tmp_path, capsys):
+    base = ["eval", "--data", str(synthetic["csv"]), "--split", "val"]
+    assert cli.main([*base, "--model", str(trained_run / "best.pt")]) == 0
+    from_checkpoint = capsys.readouterr().out.splitlines()[0]
+    assert cli.main([*base, "--model", str(trained_run / "model.onnx"), "--out", str(tmp_path / "ev"), "--tta", "flip"]) == 0
+    assert cli.main([*base, "--model", str(trained_run / "model.onnx")]) == 0
+    from_onnx = capsys.readouterr().out.splitlines()[-len(from_checkpoint.splitlines()) - 8]
+    assert from_onnx.split("(")[0] == from_checkpoint.split("(")[0]
+    written = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert written["count"] == 14 and (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+
+
+def test_metrics_against_a_hand_checked_confusion_matrix():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    predictions = np.array([0, 0, 1, 1, 2, 2])
+    matrix = confusion_matrix(labels, predictions, 3)
+    assert matrix.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    result = report(matrix, ["a", "b", "c"])
+    assert result["accuracy"] == pytest.approx(4 / 6)
+    # precision: a 2/2, b 1/2, c 1/2; recall: a 2/3, b 1/2, c 1/1
+    assert result["macro_precision"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert result["macro_recall"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 / 1.5]
+    assert result["macro_f1"] == pytest.approx(sum(f1) / 3)
+
+
+def test_two_process_gloo_ddp_smoke(synthetic, tmp_path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+               "-m", "training.cli", "train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1",
+               "--batch-size", "8", "--no-progress", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "model.onnx").exists()
+    with (run / "metrics.csv").open() as handle:
+        assert len(handle.read().strip().splitlines()) == 2  # one process wrote one row

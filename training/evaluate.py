@@ -1,0 +1,99 @@
+"""``fer-train eval``: score a checkpoint or an ONNX model on one split; report, confusion matrix PNG/JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import labels as schemes
+from training.datasets import load_splits
+from training.metrics import confusion_matrix, format_report, report
+from training.plots import plot_confusion
+
+log = logging.getLogger(__name__)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="a checkpoint (.pt) or an exported model (.onnx)")
+    parser.add_argument("--data", type=Path, action="append", required=True, help="as for train; repeat to merge")
+    parser.add_argument("--ferplus", type=Path, help="FER+ vote file aligned with the first --data")
+    parser.add_argument("--labels", choices=sorted(schemes.SCHEMES), help="label scheme (default: the model's)")
+    parser.add_argument("--split", default="val", help="train, val (PublicTest) or test (PrivateTest)")
+    parser.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    parser.add_argument("--out", type=Path, help="folder for report.json, confusion.json, confusion.png")
+    parser.add_argument("--skip-bad", action="store_true")
+
+
+def onnx_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, list[str], str | None]:
+    """Probabilities from an exported model through the app's own classifier adapter and preprocessing."""
+    from app.core.classifier import EmotionClassifier
+
+    classifier = EmotionClassifier(path, device="cpu")
+    chunks = []
+    for start in range(0, len(images), 256):
+        batch = images[start:start + 256]
+        probs = classifier(batch)
+        if tta_flip:
+            probs = (probs + classifier(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
+        chunks.append(probs)
+    probs = np.concatenate(chunks) if chunks else np.empty((0, len(classifier.labels)), np.float32)
+    return probs, list(classifier.labels), classifier.info.extra.get("scheme")
+
+
+def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, list[str], str]:
+    from models import create_model
+    from training.checkpoint import load_checkpoint, load_model_state
+    from training.engine import predict
+
+    state = load_checkpoint(path)
+    cfg = state["config"]
+    names = state.get("classes") or list(schemes.SCHEMES[cfg["labels"]])
+    model = create_model(cfg["arch"], len(names))
+    load_model_state(model, state["model"], cfg["arch"], path)
+    model = model.to(memory_format=torch.channels_last)
+    probs = predict(model, torch.from_numpy(images), mean=cfg["mean"], std=cfg["std"], tta_flip=tta_flip)
+    return probs, names, cfg["labels"]
+
+
+def scheme_of(path: Path) -> str | None:
+    if path.suffix == ".onnx":
+        from app.core.classifier import EmotionClassifier
+
+        return EmotionClassifier(path, device="cpu").info.extra.get("scheme")
+    from training.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["config"]["labels"]
+
+
+def main(args: argparse.Namespace) -> int:
+    scheme = args.labels or scheme_of(args.model) or "fer2013"
+    splits = load_splits(args.data, scheme, args.ferplus, skip_bad=args.skip_bad)
+    split_name = {"training": "train", "publictest": "val", "privatetest": "test"}.get(args.split.lower(), args.split)
+    if split_name not in splits:
+        raise SystemExit(f"fer-train eval: unknown split {args.split!r}; use train, val or test")
+    data = splits[split_name]
+    if len(data) == 0:
+        raise SystemExit(f"fer-train eval: the {split_name} split has no labelled faces in {', '.join(map(str, args.data))}")
+    images = data.images.numpy()
+    reader = onnx_probabilities if args.model.suffix == ".onnx" else checkpoint_probabilities
+    probs, names, _ = reader(args.model, images, args.tta == "flip")
+    expected = list(schemes.SCHEMES[scheme])
+    if names != expected:
+        raise SystemExit(f"fer-train eval: the model's classes {names} are not scheme {scheme}'s {expected}")
+    result = report(confusion_matrix(data.labels.numpy(), probs.argmax(1), len(names)), names)
+    result.update(model=str(args.model), split=split_name, tta=args.tta, scheme=scheme)
+    print(format_report(result))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "confusion.json").write_text(json.dumps(
+            {"labels": names, "matrix": result["confusion_matrix"]}, indent=2) + "\n")
+        title = f"{args.model.name} on {split_name} (accuracy {result['accuracy']:.1%})"
+        plot_confusion(np.array(result["confusion_matrix"]), names, args.out / "confusion.png", title)
+        print(f"wrote {args.out / 'report.json'}, confusion.json and confusion.png")
+    return 0
