@@ -101,6 +101,16 @@ def pipeline(detector, classifier):
 
 
 @pytest.fixture()
+def pipeline_shipped(detector):
+    """The pipeline with the model the app ships."""
+    from app.core.classifier import EmotionClassifier
+    from app.core.factory import default_model_path
+    from app.core.pipeline import Pipeline
+
+    return Pipeline(detector, EmotionClassifier(default_model_path(), device="cpu"))
+
+
+@pytest.fixture()
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"{FIXTURES} is absent: the real-photo acceptance tests need ../shared/fixtures")

@@ -31,6 +31,8 @@ class DetectorConfig:
     threshold: float = 0.9  # final face probability; MTCNN's own 0.7 lets known false positives through
     stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     factor: float = 0.709
+    min_box_size: float = 16.0  # narrower boxes are dropped: MTCNN's box regression can shrink a false
+    # positive below min_face_size (one such 13x15 px box sits in a landscape photo at p=0.95)
     refine_threshold: float = 0.8  # O-Net probability that keeps a carried box alive
     device: str = "auto"  # auto, cpu or cuda
 
@@ -71,7 +73,7 @@ class FaceDetector:
         return [
             Detection(clip_box(box, width, height), float(prob))
             for box, prob in zip(boxes, probs)
-            if prob >= self.config.threshold and valid_box(clip_box(box, width, height))
+            if prob >= self.config.threshold and self._big_enough(clip_box(box, width, height))
         ]
 
     def refine(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
@@ -93,8 +95,11 @@ class FaceDetector:
             x1, y1, x2, y2 = box
             w, h = x2 - x1 + 1, y2 - y1 + 1
             moved = clip_box((x1 + shift[0] * w, y1 + shift[1] * h, x2 + shift[2] * w, y2 + shift[3] * h), width, height)
-            refined.append(Detection(moved, float(prob)) if valid_box(moved) else None)
+            refined.append(Detection(moved, float(prob)) if self._big_enough(moved) else None)
         return refined
+
+    def _big_enough(self, box: Box) -> bool:
+        return min(box[2] - box[0], box[3] - box[1]) >= self.config.min_box_size
 
 
 def square(box: Box) -> Box:
@@ -120,7 +125,3 @@ def crop_patch(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
 def clip_box(box, width: int, height: int) -> Box:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-
-
-def valid_box(box: Box) -> bool:
-    return box[2] - box[0] >= 2 and box[3] - box[1] >= 2
