@@ -13,8 +13,9 @@ import cv2
 from tqdm import tqdm
 
 from app.core.drawing import MODES
+from app.core.outputs import image_document, save_image, write_json
 from app.core.pipeline import Pipeline, PipelineConfig
-from app.core.sources import IMAGE_SUFFIXES, SourceError, VideoSource, kind_of, read_image
+from app.core.sources import SourceError, VideoSource, kind_of, read_image
 
 log = logging.getLogger(__name__)
 WRITABLE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -84,26 +85,16 @@ def image_suffix(path: Path) -> str:
     return suffix if suffix in WRITABLE_IMAGE_SUFFIXES else ".png"
 
 
-def write_image(path: Path, rgb) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise SourceError(f"{path}: could not write the annotated image")
-
-
 def annotate_image(job: Job, pipeline: Pipeline, names: OutputNames, want_json: bool) -> Path:
     image = read_image(job.path)
     pipeline.reset()
     result = pipeline.process(image)
     suffixes = (f"_annotated{image_suffix(job.path)}",) + ((".json",) if want_json else ())
     outputs = names.claim(job.path.stem, suffixes)
-    write_image(outputs[0], result.image)
+    save_image(outputs[0], result.image)
     if want_json:
-        document = {
-            "input": str(job.path), "output": str(outputs[0]), "width": image.shape[1], "height": image.shape[0],
-            "model": pipeline.classifier.path.name, "labels": list(pipeline.labels),
-            "faces": [face.to_json() for face in result.faces],
-            "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
-        }
-        outputs[1].write_text(json.dumps(document, indent=2) + "\n")
+        write_json(outputs[1], image_document(str(job.path), outputs[0], result, pipeline.classifier.path.name,
+                                              pipeline.labels))
     return outputs[0]
 
 

@@ -69,13 +69,11 @@ def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 def run(args: argparse.Namespace, video: Path) -> dict:
-    import torch
-
     from app.core.factory import build_pipeline
 
-    torch.set_num_threads(args.threads)
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every)
-    pipeline = build_pipeline(args.model, config, device=args.device, classifier_threads=1)
+    pipeline = build_pipeline(args.model, config, DetectorConfig(threads=args.threads), device=args.device,
+                              classifier_threads=1)
     reference = build_pipeline(args.model, device=args.device).detector if args.check_recall else None
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
     faces, classify_per_face, matched, expected, frames = [], [], 0, 0, 0

@@ -1,0 +1,95 @@
+"""``fer-app``: the desktop app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-app", description="Live webcam with an emoji or a label over every face.")
+    parser.add_argument("--source", help="camera index or a video/image file (default: the last camera used)")
+    parser.add_argument("--loop", action="store_true", help="play a video file again and again")
+    parser.add_argument("--model", type=Path, help="an .onnx model with fer metadata (default: the shipped one)")
+    parser.add_argument("--mode", choices=("emoji", "label"), help="overlay (default: the last one used)")
+    parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="quit after this many seconds")
+    parser.add_argument("--screenshot", type=Path, metavar="OUT.png", help="with --exit-after: save the window first")
+    parser.add_argument("--report-startup", action="store_true",
+                        help="print when the window became visible and when the first annotated frame arrived")
+    parser.add_argument("--version", action="store_true", help="print the version and the devices in use, then quit")
+    return parser
+
+
+def print_version() -> int:
+    from app import __version__
+    from app.core.classifier import choose_providers
+    from app.core.detector import resolve_device
+
+    providers = choose_providers()
+    print(f"fer-app {__version__}; face detection on {resolve_device('auto').upper()}; "
+          f"classification on {'CUDA' if providers[0].startswith('CUDA') else 'CPU'} (onnxruntime {providers[0]})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    if args.version:
+        return print_version()
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.window import MainWindow, scripted_exit
+    from app.ui.worker import StreamSpec
+
+    application = QApplication.instance() or QApplication(sys.argv[:1])
+    application.setApplicationName("fer-app")
+    application.setOrganizationName("fer-emotion")
+    spec, files = None, []
+    if args.source is not None:
+        if args.source.isdigit():
+            spec = StreamSpec(camera=int(args.source))
+        else:
+            path = Path(args.source)
+            if not path.exists():
+                print(f"fer-app: {path}: no such file", file=sys.stderr)
+                return 2
+            from app.core.sources import kind_of
+
+            if kind_of(path) == "video":
+                spec = StreamSpec(video=path, loop=args.loop)
+            else:
+                files = [path]
+    window = MainWindow(spec, args.model)
+    if args.mode:
+        window.set_mode(args.mode)
+    if files:
+        window.open_paths(files)
+    window.show()
+    if args.report_startup:
+        report_startup(window)
+    if args.exit_after is not None:
+        scripted_exit(window, args.exit_after, args.screenshot)
+    return application.exec()
+
+
+def report_startup(window) -> None:
+    from PySide6.QtCore import QTimer
+
+    def visible() -> None:
+        print(f"window visible after {time.perf_counter() - STARTED:.2f} s", flush=True)
+
+    def first_frame() -> None:
+        print(f"first annotated frame after {time.perf_counter() - STARTED:.2f} s", flush=True)
+        window.worker.result_ready.disconnect(first_frame)
+        window.worker.file_done.disconnect(first_frame)
+
+    QTimer.singleShot(0, visible)
+    window.worker.result_ready.connect(first_frame)
+    window.worker.file_done.connect(first_frame)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
