@@ -11,9 +11,12 @@ from pathlib import Path
 def get_args_parser() -> argparse.ArgumentParser:
     from training import train
 
-    parser = argparse.ArgumentParser(prog="fer-train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fer-train", description="Train, evaluate, export and compare "
+                                     "facial-expression models for the fer-emotion app.")
     commands = parser.add_subparsers(dest="command", required=True)
-    train.add_train_arguments(commands.add_parser("train", help="train one model into a run folder"))
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    train.add_train_arguments(commands.add_parser("train", help="train one model into a run folder",
+                                                  formatter_class=defaults))
     export = commands.add_parser("export", help="a checkpoint as one ONNX file with the app's metadata")
     export.add_argument("checkpoint", type=Path)
     export.add_argument("--out", type=Path, required=True)
@@ -21,8 +24,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     from training import baselines, evaluate, sweep, viz
 
     evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
-    sweep.add_sweep_arguments(commands.add_parser("sweep", help="train a grid of architectures and compare them"))
-    baselines.add_knn_arguments(commands.add_parser("knn", help="nearest-neighbour baseline on raw pixels"))
+    sweep.add_sweep_arguments(commands.add_parser("sweep", help="train a grid of architectures and compare them",
+                                                  formatter_class=defaults))
+    baselines.add_knn_arguments(commands.add_parser("knn", help="nearest-neighbour baseline on raw pixels",
+                                                    formatter_class=defaults))
     viz.add_viz_arguments(commands.add_parser("viz", help="first-layer filters and feature maps of one face"))
     commands.add_parser("models", help="list the architectures")
     return parser

@@ -20,7 +20,8 @@ from app.core.tracker import iou
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__.split(": ", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="fer-bench", description="Run the pipeline over a video without display and report its speed.")
     parser.add_argument("video", nargs="?", type=Path,
                         help="video file (default: a clip made from scikit-image's astronaut)")
     parser.add_argument("--frames", type=int, default=0, help="stop after N frames (default: the whole video)")

@@ -100,6 +100,8 @@ class VideoSource:
         self._capture = cv2.VideoCapture(target if isinstance(target, int) else str(target))
         if not self._capture.isOpened():
             raise SourceError(f"{target}: cannot open as video")
+        if isinstance(target, int):  # a camera: keep its queue short so the newest frame comes next
+            self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)) if isinstance(target, Path) else 0
         self.size = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))

@@ -67,7 +67,8 @@ class MainWindow(QMainWindow):
         self.live_spec = source or StreamSpec(camera=self.prefs.camera)
         self.recording = False
         self._frame_times: list[float] = []
-        self.model_path = model or self.prefs.model
+        remembered = self.prefs.model
+        self.model_path = model or (remembered if remembered and remembered.is_file() else None)
         self._build_actions()
         if self.prefs.geometry is not None:
             self.restoreGeometry(self.prefs.geometry)

@@ -49,3 +49,32 @@ def test_tracking_between_detections_follows_a_moving_face(detector, classifier,
     assert len({r.faces[0].track_id for r in results}) == 1
     last_x = results[-1].faces[0].box[0]
     assert last_x == pytest.approx(ASTRONAUT_FACE[0] + 15, abs=6)
+
+
+def test_face_cut_by_the_frame_edge_is_classified(pipeline, astronaut):
+    cut = np.ascontiguousarray(astronaut[110:, 220:])  # the top-left of the face is outside the frame
+    result = pipeline.process(cut)
+    for face in result.faces:
+        x1, y1, x2, y2 = face.box
+        assert 0 <= x1 < x2 <= cut.shape[1] and 0 <= y1 < y2 <= cut.shape[0]
+        assert sum(face.probs.values()) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_tiny_faces_are_handled(pipeline, astronaut):
+    import cv2
+
+    small = cv2.resize(astronaut, (150, 150), interpolation=cv2.INTER_AREA)  # the face is about 25 px
+    result = pipeline.process(small)
+    assert len(result.faces) <= 1
+    assert result.image.shape == small.shape
+
+
+def test_background_detection_keeps_the_face(detector, classifier, astronaut):
+    pipeline = Pipeline(detector, classifier, PipelineConfig(background_detection=True))
+    try:
+        results = [pipeline.process(np.roll(astronaut, 2 * step, axis=1), index=step) for step in range(8)]
+    finally:
+        pipeline.close()
+    assert results[0].full_detection  # the first frame is detected at once
+    assert all(len(r.faces) == 1 for r in results)
+    assert len({r.faces[0].track_id for r in results}) == 1
