@@ -45,7 +45,7 @@ def batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator |
 def train_one_epoch(
     model: nn.Module, data: SplitData, optimizer, scheduler, epoch: int, *, batch_size: int, mean: float, std: float,
     augment_cfg: AugmentConfig, loss_cfg: LossConfig, generator: torch.Generator, ema=None, rank: int = 0,
-    world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True,
+    world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True, amp: bool = False,
 ) -> dict[str, float]:
     model.train()
     num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
@@ -59,8 +59,9 @@ def train_one_epoch(
         if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:
             x, target = mix(x, target, loss_cfg.mixup, loss_cfg.cutmix, generator)
         x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        logits = model(x.contiguous(memory_format=torch.channels_last))
-        loss = soft_cross_entropy(logits, target, loss_cfg)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+        loss = soft_cross_entropy(logits.float(), target, loss_cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

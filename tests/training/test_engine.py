@@ -89,6 +89,7 @@ def test_checkpoint_from_another_architecture_is_refused(synthetic, tmp_path):
 def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
     run = tmp_path / "plus"
     args = train_args(synthetic, run, "--epochs", "1", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
-                      "--soft", "--class-weights", "--mixup", "0.2", "--erase", "0.5", "--noise", "0.05", "--ema", "0.9")
+                      "--soft", "--class-weights", "--mixup", "0.2", "--erase", "0.5", "--noise", "0.05", "--ema", "0.9",
+                      "--amp", "--cutmix", "--scale", "0.1")
     assert cli.main(args) == 0
     assert load_checkpoint(run / "best.pt")["classes"][-1] == "contempt"

@@ -1,0 +1,37 @@
+from PIL import Image
+
+from training import cli
+
+
+def test_knn_baseline_reports_accuracy(synthetic, capsys):
+    assert cli.main(["knn", "--data", str(synthetic["csv"]), "--metric", "cosine", "--k", "1"]) == 0
+    line = capsys.readouterr().out
+    accuracy = float(line.split("val accuracy ")[1].split()[0])
+    assert accuracy > 0.9  # the synthetic classes are bars at distinct heights: nearest neighbours get them
+
+
+def test_sweep_trains_each_arch_and_writes_tables(synthetic, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--data", str(synthetic["csv"]), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+            "--no-progress", "--threads", "1", "--archs", "B16_N4_FC1_K3_AP20,fernet"]
+    assert cli.main(args) == 0
+    table = (out / "sweep.md").read_text().splitlines()
+    assert len(table) == 4 and {row.split("|")[1].strip() for row in table[2:]} == {"B16_N4_FC1_K3_AP20", "fernet"}
+    assert (out / "sweep.csv").read_text().startswith("arch,accuracy,precision,recall,f1,params,epoch_s")
+
+
+def test_viz_writes_filters_and_feature_maps(synthetic, tmp_path, astronaut):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1", "--batch-size", "8",
+                     "--no-progress", "--threads", "1"]) == 0
+    Image.fromarray(astronaut[60:180, 170:280]).save(tmp_path / "face.png")
+    assert cli.main(["viz", str(run), "--image", str(tmp_path / "face.png")]) == 0
+    for name in ("filters.png", "feature_maps.png"):
+        assert Image.open(run / name).size[0] > 300
+
+
+def test_models_lists_the_registry_and_the_grid(capsys):
+    assert cli.main(["models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"fernet", "cnn", "resnet9", "resnet18", "vgg16_bn", "efficientnet_v2_s"} <= set(names)
+    assert sum(name.startswith("B") for name in names) == 12
