@@ -21,6 +21,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint", type=Path)
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--int8", action="store_true",
+                        help="8-bit model (about twice as fast on CPUs), calibrated on the run's training faces")
     from training import baselines, evaluate, sweep, viz
 
     evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.out.exists() and not args.overwrite:
             raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
-        difference = export_checkpoint(args.checkpoint, args.out)
+        difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8)
         print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference {difference:.2e}")
         return 0
     if args.command == "models":

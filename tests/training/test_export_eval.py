@@ -95,3 +95,11 @@ def test_two_process_gloo_ddp_smoke(synthetic, tmp_path):
     assert (run / "model.onnx").exists()
     with (run / "metrics.csv").open() as handle:
         assert len(handle.read().strip().splitlines()) == 2  # one process wrote one row
+
+
+def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
+    out = tmp_path / "int8.onnx"
+    assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(out), "--int8"]) == 0
+    classifier = EmotionClassifier(out, device="cpu")
+    assert classifier.info.extra["precision"] == "int8" and classifier.info.arch == "fernet"
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(out).graph.node)
