@@ -205,3 +205,18 @@ def test_real_window_screenshot_shows_the_overlay_on_the_face(tmp_path, astronau
     ys, xs = np.nonzero(yellow)
     assert yellow.sum() > 0.3 * ((x2 - x1) * scale) ** 2
     np.testing.assert_allclose([xs.mean(), ys.mean()], face_centre, atol=0.15 * (x2 - x1) * scale)
+
+
+def test_version_reports_the_devices(capsys):
+    from app.ui.main import main
+
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fer-app 0.1.0") and "face detection on CPU" in out and "classification on CPU" in out
+
+
+def test_missing_source_file_is_refused(capsys, tmp_path):
+    from app.ui.main import main
+
+    assert main(["--source", str(tmp_path / "none.mp4")]) == 2
+    assert "no such file" in capsys.readouterr().err
