@@ -23,6 +23,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--int8", action="store_true",
                         help="8-bit model (about twice as fast on CPUs), calibrated on the run's training faces")
+    export.add_argument("--tta", choices=("none", "flip"), default="none",
+                        help="ask the app to average each face with its mirror image")
     from training import baselines, evaluate, sweep, viz
 
     evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.out.exists() and not args.overwrite:
             raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
-        difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8)
+        difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8, tta=args.tta)
         print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference {difference:.2e}")
         return 0
     if args.command == "models":

@@ -25,7 +25,7 @@ class ExportError(RuntimeError):
     """The exported model disagrees with PyTorch, or could not be written."""
 
 
-def model_info(state: dict) -> ModelInfo:
+def model_info(state: dict, tta: str = "none") -> ModelInfo:
     cfg = state["config"]
     classes = state.get("classes") or list(schemes.SCHEMES[cfg["labels"]])
     val = state.get("val", {})
@@ -41,7 +41,8 @@ def model_info(state: dict) -> ModelInfo:
         arch=cfg["arch"],
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         metrics={"val_acc": round(float(val.get("val_acc", 0.0)), 4), "epoch": int(state.get("epoch", 0))},
-        extra={"framework": f"torch {torch.__version__}", "scheme": cfg["labels"]},
+        extra={"framework": f"torch {torch.__version__}", "scheme": cfg["labels"],
+               **({"tta": tta} if tta != "none" else {})},
     )
 
 
@@ -95,12 +96,12 @@ def parity(model: torch.nn.Module, onnx_path: str, inputs: np.ndarray) -> float:
     return float(np.abs(probs - reference).max())
 
 
-def export_checkpoint(checkpoint: Path, out: Path, int8: bool = False) -> float:
+def export_checkpoint(checkpoint: Path, out: Path, int8: bool = False, tta: str = "none") -> float:
     """Export ``checkpoint`` to ``out``; with ``int8``, the file at ``out`` is the 8-bit model, calibrated on
     training faces of the run's own data. Returns the float model's largest difference from PyTorch."""
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
-    info = model_info(state)
+    info = model_info(state, tta)
     model = create_model(cfg["arch"], len(info.labels))
     load_model_state(model, state["model"], cfg["arch"], checkpoint)
     if not int8:

@@ -88,9 +88,14 @@ class EmotionClassifier:
         """Probabilities for every face of a frame, in one batched call; (0, C) for no faces."""
         if len(crops) == 0:
             return np.empty((0, len(self.labels)), np.float32)
+        if self.info.extra.get("tta") == "flip":  # the model asks for mirror averaging: one call, 2N faces
+            crops = np.concatenate([crops, crops[:, :, ::-1]])
         batch = normalize(crops, self.info.mean, self.info.std)
-        scores = self._session.run(None, {self._input_name: batch})[0]
-        return softmax(scores)
+        probs = softmax(self._session.run(None, {self._input_name: batch})[0])
+        if self.info.extra.get("tta") == "flip":
+            half = len(probs) // 2
+            probs = (probs[:half] + probs[half:]) / 2
+        return probs
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

@@ -42,3 +42,12 @@ def test_missing_and_broken_files_are_refused(tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="not a readable ONNX model"):
         EmotionClassifier(junk)
+
+
+def test_flip_tta_from_metadata_averages_a_face_with_its_mirror(tmp_path):
+    plain = EmotionClassifier(write_linear_onnx(tmp_path / "a.onnx", tiny_model_info().to_props()), device="cpu")
+    props = tiny_model_info(extra={"tta": "flip"}).to_props()
+    flipping = EmotionClassifier(write_linear_onnx(tmp_path / "b.onnx", props), device="cpu")
+    crops = np.random.default_rng(1).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    expected = (plain(crops) + plain(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(flipping(crops), expected, rtol=1e-5, atol=1e-6)
