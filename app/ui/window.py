@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         self.worker.file_done.connect(self._file_done)
         self.worker.file_failed.connect(self._file_failed)
         self.worker.status.connect(self._status)
+        self.worker.cameras_found.connect(self._cameras_found)
         self.worker.stream_ended.connect(lambda: self._status("End of video. Drop files or go back to the camera."))
         self.thread.start()
         self.view.show_message("Loading the face detector and the model…")
@@ -328,17 +329,13 @@ class MainWindow(QMainWindow):
         self.record_action.setChecked(self.recording)
 
     def refresh_cameras(self) -> None:
-        """List the cameras that open (probing takes a moment per index)."""
-        import cv2
+        """Ask the worker to probe the cameras (off the GUI thread); the list fills when it answers."""
+        self.status_label.setText("Looking for cameras…")
+        self.worker.find_cameras(MAX_CAMERAS)
 
-        found = []
-        for index in range(MAX_CAMERAS):
-            capture = cv2.VideoCapture(index)
-            if capture.isOpened():
-                found.append(index)
-            capture.release()
+    def _cameras_found(self, found: list) -> None:
         self._fill_cameras(found)
-        self._status(f"{len(found)} camera{'s' * (len(found) != 1)} found" if found else "No camera found.")
+        self.status_label.setText(f"{len(found)} camera{'s' * (len(found) != 1)} found" if found else "No camera found.")
 
     def _fill_cameras(self, indices: list[int]) -> None:
         self.camera_box.clear()

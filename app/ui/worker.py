@@ -47,6 +47,7 @@ class PipelineWorker(QObject):
     file_failed = Signal(object, str)  # (Path, one-line reason)
     status = Signal(str)  # a message for the status bar / overlay
     stream_ended = Signal()
+    cameras_found = Signal(list)  # camera indices that open
 
     def __init__(self, model: Path | None, mode: str, pipeline_factory: Callable | None = None) -> None:
         super().__init__()
@@ -86,6 +87,9 @@ class PipelineWorker(QObject):
 
     def stop_recording(self) -> None:
         self._commands.put(("record", None))
+
+    def find_cameras(self, count: int = 5) -> None:
+        self._commands.put(("cameras", count))
 
     def take_latest(self):
         """The newest stream result (or None); lets the worker announce the next one."""
@@ -156,6 +160,8 @@ class PipelineWorker(QObject):
             self._swap_model(argument)
         elif command == "record":
             self._set_recording(argument)
+        elif command == "cameras":
+            self.cameras_found.emit(self._probe_cameras(argument))
 
     def _open_stream(self, spec: StreamSpec) -> None:
         from app.core.sources import SourceError, VideoSource
@@ -237,6 +243,21 @@ class PipelineWorker(QObject):
                 continue
             self.pipeline.reset()
             self.file_done.emit(path, self.pipeline.process(image, mode=self._mode))
+
+    def _probe_cameras(self, count: int) -> list[int]:
+        """Indices of the cameras that open; the one streaming now counts without being reopened."""
+        import cv2
+
+        found = []
+        for index in range(count):
+            if self._stream is not None and self._stream.camera == index and self._iterator is not None:
+                found.append(index)
+                continue
+            capture = cv2.VideoCapture(index)
+            if capture.isOpened():
+                found.append(index)
+            capture.release()
+        return found
 
     def _swap_model(self, path: Path) -> None:
         from app.core.classifier import EmotionClassifier, ModelLoadError

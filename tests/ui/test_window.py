@@ -220,3 +220,12 @@ def test_missing_source_file_is_refused(capsys, tmp_path):
 
     assert main(["--source", str(tmp_path / "none.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_camera_refresh_runs_in_the_worker(qtbot, make_window, astronaut):
+    window = make_window(fake_spec(astronaut))
+    first_result(qtbot, window)
+    with qtbot.waitSignal(window.worker.cameras_found, timeout=20000) as found:
+        window.refresh_cameras()
+    assert found.args[0] == []  # no camera on a test machine
+    assert window.camera_box.count() == 1 and window.camera_box.itemText(0) == "No camera"
