@@ -37,8 +37,9 @@ extras=""
 stamp=".venv/.fer-installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: installing the project$extras into .venv (the first time takes a few minutes)"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".$extras"
+    # (grep drops pip's notes about package locations this machine's pip configuration names but lacks)
+    .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+    .venv/bin/python -m pip install --quiet -e ".$extras" 2>&1 | { grep -v "^WARNING: Location" || true; }
     touch "$stamp"
 fi
 
