@@ -149,8 +149,8 @@ class MainWindow(QMainWindow):
         self.worker.status.connect(self._status)
         self.worker.cameras_found.connect(self._cameras_found)
         self.worker.stream_ended.connect(lambda: self._status("End of video. Drop files or go back to the camera."))
-        self.thread.start()
         self.view.show_message("Loading the face detector and the model…")
+        self.thread.start()
 
     # --- worker signals -----------------------------------------------------------------------------
     def _loaded(self, detector_device: str, classifier_device: str) -> None:

@@ -129,7 +129,7 @@ def test_missing_camera_says_so(qtbot, make_window):
     window = make_window(StreamSpec(camera=9))
     with qtbot.waitSignal(window.worker.status, timeout=30000, check_params_cb=lambda t: "No camera" in t):
         pass
-    assert "drop" in window.view.message.lower()
+    qtbot.waitUntil(lambda: "drop" in window.view.message.lower(), timeout=5000)
 
 
 def test_recording_writes_video_and_csv(qtbot, make_window, astronaut, tmp_path):
