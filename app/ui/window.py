@@ -66,7 +66,7 @@ class MainWindow(QMainWindow):
         self.file_index = 0
         self.live_spec = source or StreamSpec(camera=self.prefs.camera)
         self.recording = False
-        self._frame_times: list[float] = []
+        self._arrivals: list[float] = []  # monotonic times of shown frames, for the fps figure
         remembered = self.prefs.model
         self.model_path = model or (remembered if remembered and remembered.is_file() else None)
         self._build_actions()
@@ -177,8 +177,6 @@ class MainWindow(QMainWindow):
         if result is None or self.files:
             return
         self._display(result)
-        now = result.timestamp
-        self._frame_times = [t for t in self._frame_times[-30:] if now - t < 2.0] + [now]
         self._update_status(result)
 
     def _display(self, result) -> None:
@@ -189,9 +187,8 @@ class MainWindow(QMainWindow):
     def _update_status(self, result) -> None:
         import time
 
-        stamps = getattr(self, "_arrivals", [])
         now = time.monotonic()
-        self._arrivals = [t for t in stamps if now - t < 2.0] + [now]
+        self._arrivals = [t for t in self._arrivals if now - t < 2.0] + [now]
         fps = (len(self._arrivals) - 1) / (self._arrivals[-1] - self._arrivals[0]) if len(self._arrivals) > 1 else 0.0
         stages = " · ".join(f"{k} {v:.1f}" for k, v in result.timings.items() if k != "decode")
         faces = len(result.faces)
