@@ -1,8 +1,10 @@
 """Face detection: the only module that touches facenet_pytorch.
 
-Two calls: ``detect`` runs the whole MTCNN cascade on a frame; ``refine`` runs only its last
-stage (O-Net) on boxes carried over from an earlier frame, which moves each box onto the face
-again and says whether a face is still there, for a fraction of a full detection's cost.
+Two calls: ``detect`` runs the whole MTCNN cascade on a frame; ``refine`` follows faces found on an
+earlier frame for a fraction of that cost. It runs MTCNN's last stage (O-Net) on each carried box,
+which moves the box onto the face again; where O-Net is unsure (a turned or half-hidden face: it
+scored such faces 0.1-0.9 on frames where the whole cascade found them at 0.99+), the whole cascade
+runs again on a small window around that box only.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ class DetectorConfig:
     factor: float = 0.709
     min_box_size: float = 16.0  # narrower boxes are dropped: MTCNN's box regression can shrink a false
     # positive below min_face_size (one such 13x15 px box sits in a landscape photo at p=0.95)
-    refine_threshold: float = 0.8  # O-Net probability that keeps a carried box alive
+    refine_threshold: float = 0.8  # O-Net probability that moves a carried box without looking again
+    window: float = 2.0  # side of the window searched again around an unsure box, in box sides
+    window_pixels: int = 96  # the window's side after resizing: the face is about half of it
     device: str = "auto"  # auto, cpu or cuda
     threads: int = 1  # torch CPU threads: MTCNN is as fast on one as on two, which leaves a core free
 
@@ -80,7 +85,7 @@ class FaceDetector:
         ]
 
     def refine(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
-        """Each carried box moved by O-Net's regression, or None where no face is left there."""
+        """Each carried box moved onto its face again, or None where no face is left there."""
         if not boxes:
             return []
         height, width = frame.shape[:2]
@@ -91,15 +96,56 @@ class FaceDetector:
             regression, _landmarks, probs = self._mtcnn.onet(tensor)
         regression, probs = regression.cpu().numpy(), probs[:, 1].cpu().numpy()
         refined: list[Detection | None] = []
+        unsure: list[int] = []
         for box, shift, prob in zip(squares, regression, probs):
             if prob < self.config.refine_threshold:
+                unsure.append(len(refined))
                 refined.append(None)
                 continue
             x1, y1, x2, y2 = box
             w, h = x2 - x1 + 1, y2 - y1 + 1
             moved = clip_box((x1 + shift[0] * w, y1 + shift[1] * h, x2 + shift[2] * w, y2 + shift[3] * h), width, height)
             refined.append(Detection(moved, float(prob)) if self._big_enough(moved) else None)
+        if unsure:
+            for index, found in zip(unsure, self.search_windows(frame, [boxes[i] for i in unsure])):
+                refined[index] = found
         return refined
+
+    def search_windows(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
+        """The whole cascade on a window around each box (all windows in one batch); the face found
+        there nearest to the box (centres at most one box side apart, sizes within 2x), or None."""
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        height, width = frame.shape[:2]
+        size = self.config.window_pixels
+        windows = []
+        for box in boxes:
+            x1, y1, x2, y2 = square(box)
+            half = (x2 - x1) * self.config.window / 2
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            windows.append((cx - half, cy - half, cx + half, cy + half))
+        tiles = np.stack([crop_patch(frame, window, size) for window in windows])
+        mtcnn = self._mtcnn
+        with torch.inference_mode():
+            found, _points = detect_face(tiles, size / 4, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
+                                         list(self.config.stage_thresholds), self.config.factor, self.device)
+        results: list[Detection | None] = []
+        for box, window, candidates in zip(boxes, windows, found):
+            scale = (window[2] - window[0]) / size
+            side = max(box[2] - box[0], box[3] - box[1])
+            best, best_distance = None, 1.0
+            for candidate in candidates:
+                if candidate[4] < self.config.threshold:
+                    continue
+                moved = clip_box([window[0] + candidate[0] * scale, window[1] + candidate[1] * scale,
+                                  window[0] + candidate[2] * scale, window[1] + candidate[3] * scale], width, height)
+                moved_side = max(moved[2] - moved[0], moved[3] - moved[1])
+                distance = np.hypot((moved[0] + moved[2] - box[0] - box[2]) / 2,
+                                    (moved[1] + moved[3] - box[1] - box[3]) / 2) / side
+                if distance < best_distance and 0.5 < moved_side / side < 2.0 and self._big_enough(moved):
+                    best, best_distance = Detection(moved, float(candidate[4])), distance
+            results.append(best)
+        return results
 
     def _big_enough(self, box: Box) -> bool:
         return min(box[2] - box[0], box[3] - box[1]) >= self.config.min_box_size

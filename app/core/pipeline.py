@@ -127,7 +127,7 @@ class Pipeline:
 
     def _find_faces(self, image: np.ndarray) -> tuple[list[Detection], bool]:
         """Full detection every ``detect_every`` frames (or when nothing is tracked), else refinement."""
-        live = [t.box for t in self.tracker.tracks if t.missed == 0]
+        live = self.tracker.predicted_boxes()
         if self._background is not None:
             return self._background.find(image, live)
         due = self._frames_since_detection % max(1, self.config.detect_every) == 0

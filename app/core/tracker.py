@@ -25,6 +25,8 @@ class Track:
     probs: np.ndarray
     label: int
     score: float
+    raw_box: Box = (0.0, 0.0, 0.0, 0.0)  # the newest detection, unsmoothed
+    velocity: tuple[float, float] = (0.0, 0.0)  # raw box centre's move per frame
     missed: int = 0
     age: int = 1
     history: list[int] = field(default_factory=list)
@@ -59,6 +61,14 @@ class FaceTracker:
         self.tracks.clear()
         self._next_id = 1
 
+    def predicted_boxes(self) -> list[Box]:
+        """Where the faces seen on the last frame should be now: their raw boxes moved by their velocity."""
+        return [
+            (t.raw_box[0] + t.velocity[0], t.raw_box[1] + t.velocity[1], t.raw_box[2] + t.velocity[0],
+             t.raw_box[3] + t.velocity[1])
+            for t in self.tracks if t.missed == 0
+        ]
+
     def update(self, boxes: list[Box], scores: list[float], probs: np.ndarray) -> list[TrackedFace]:
         """Fold one frame's faces into the tracks; return the faces of this frame, in input order."""
         pairs = sorted(
@@ -88,7 +98,8 @@ class FaceTracker:
 
     def _start(self, box: Box, probs: np.ndarray, score: float) -> Track:
         label = int(np.argmax(probs))
-        track = Track(self._next_id, tuple(box), probs.astype(np.float32).copy(), label, score, history=[label])
+        track = Track(self._next_id, tuple(box), probs.astype(np.float32).copy(), label, score, tuple(box),
+                      history=[label])
         self._next_id += 1
         self.tracks.append(track)
         return track
@@ -96,6 +107,13 @@ class FaceTracker:
     def _continue(self, track: Track, box: Box, probs: np.ndarray, score: float) -> None:
         cfg = self.config
         track.box = tuple(cfg.box_alpha * n + (1 - cfg.box_alpha) * o for n, o in zip(box, track.box))
+        if track.missed == 0:  # a move measured over one frame; after a gap, start again from rest
+            move = ((box[0] + box[2] - track.raw_box[0] - track.raw_box[2]) / 2,
+                    (box[1] + box[3] - track.raw_box[1] - track.raw_box[3]) / 2)
+            track.velocity = tuple(0.5 * m + 0.5 * v for m, v in zip(move, track.velocity))
+        else:
+            track.velocity = (0.0, 0.0)
+        track.raw_box = tuple(box)
         track.probs = (cfg.prob_alpha * probs + (1 - cfg.prob_alpha) * track.probs).astype(np.float32)
         leader = int(np.argmax(track.probs))
         if track.probs[leader] - track.probs[track.label] > cfg.hysteresis:

@@ -43,3 +43,19 @@ def test_refine_drops_a_box_with_no_face(detector, astronaut):
     (refined,) = detector.refine(astronaut, [(400, 400, 500, 500)])  # the suit, no face
     assert refined is None
     assert detector.refine(astronaut, []) == []
+
+
+def test_refine_finds_a_face_that_moved_half_a_box_away(detector, astronaut):
+    # O-Net alone cannot follow this far; the search window around the stale box still holds the face
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    stale = (x1 + 50, y1 + 20, x2 + 50, y2 + 20)
+    assert iou(stale, ASTRONAUT_FACE) < 0.3
+    (refined,) = detector.refine(astronaut, [stale])
+    assert refined is not None
+    assert iou(refined.box, ASTRONAUT_FACE) > 0.6
+
+
+def test_search_windows_answers_each_box_in_order(detector, astronaut):
+    found = detector.search_windows(astronaut, [(400, 400, 500, 500), ASTRONAUT_FACE])
+    assert found[0] is None
+    assert found[1] is not None and iou(found[1].box, ASTRONAUT_FACE) > 0.6

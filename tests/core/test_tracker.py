@@ -44,3 +44,14 @@ def test_label_does_not_flicker_between_close_classes():
     assert set(labels) == {0}
     (face,) = tracker.update([(0, 0, 50, 50)], [1], np.stack([one_hot(3, 0.8)]))
     assert face.label == 3  # a clear change does switch
+
+
+def test_predicted_boxes_lead_a_moving_face_by_its_velocity():
+    tracker = FaceTracker()
+    for step in range(4):  # 10 px to the right per frame
+        tracker.update([(10.0 * step, 0, 10.0 * step + 50, 50)], [1], np.stack([one_hot(0)]))
+    (predicted,) = tracker.predicted_boxes()
+    assert 36 < predicted[0] < 42  # the last box was at x=30; the next frame's should be near 40
+    assert predicted[2] - predicted[0] == 50
+    tracker.update([], [], np.empty((0, 7), np.float32))
+    assert tracker.predicted_boxes() == []  # only faces seen on the last frame are carried
