@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.core.classifier import EmotionClassifier  # noqa: E402
-from app.core.factory import default_model_path  # noqa: E402
+from app.core.shipped import default_model_path  # noqa: E402
 from training.metrics import confusion_matrix, report  # noqa: E402
 
 FER2013_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]

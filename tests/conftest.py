@@ -104,7 +104,7 @@ def pipeline(detector, classifier):
 def pipeline_shipped(detector):
     """The pipeline with the model the app ships."""
     from app.core.classifier import EmotionClassifier
-    from app.core.factory import default_model_path
+    from app.core.shipped import default_model_path
     from app.core.pipeline import Pipeline
 
     return Pipeline(detector, EmotionClassifier(default_model_path(), device="cpu"))

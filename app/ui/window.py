@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QToolBar,
 )
 
+from app.core.shipped import default_model_path, shipped_models, title
 from app.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, kind_of
 from app.ui.convert import to_qimage
 from app.ui.panel import FacePanel
@@ -120,6 +121,17 @@ class MainWindow(QMainWindow):
         for act in (self.emoji_action, self.label_action, self.toggle_mode_action, None, self.previous_action,
                     self.next_action, self.camera_action, self.refresh_action):
             view_menu.addSeparator() if act is None else view_menu.addAction(act)
+        self.model_menu = menu.addMenu("Mo&del")
+        self.model_actions = QActionGroup(self)
+        self.model_actions.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        for path in shipped_models():
+            act = action(title(path), lambda _checked=False, p=path: self.load_model(p), checkable=True)
+            act.setData(str(path))
+            self.model_actions.addAction(act)
+            self.model_menu.addAction(act)
+        self.model_menu.addSeparator()
+        self.model_menu.addAction(self.open_model_action)
+        self._check_model(self.model_path or default_model_path())
         menu.addMenu("&Help").addAction(self.about_action)
 
         self.camera_box = QComboBox()
@@ -156,13 +168,19 @@ class MainWindow(QMainWindow):
     def _loaded(self, detector_device: str, classifier_device: str) -> None:
         self.device_label.setText(f"detect: {detector_device} · classify: {classifier_device}")
         if self.worker.pipeline is not None:
-            info = self.worker.pipeline.classifier.info
-            self.setWindowTitle(f"fer-emotion — {self.worker.pipeline.classifier.path.name} ({len(info.labels)} classes)")
+            classifier = self.worker.pipeline.classifier
+            self.setWindowTitle(f"fer-emotion — {classifier.path.name} ({len(classifier.info.labels)} classes)")
+            self.model_path = classifier.path
+            self.prefs.model = classifier.path  # remembered only once it has loaded
+            self._check_model(classifier.path)
         if not self.files:
             self.worker.play(self.live_spec)
 
     def _load_failed(self, message: str) -> None:
         self._status(message)
+        if self.worker.pipeline is not None:  # the model in use stays; so does its tick in the menu
+            self.model_path = self.worker.pipeline.classifier.path
+            self._check_model(self.model_path)
         if self.worker.pipeline is None:
             self.view.clear(f"Cannot start: {message}")
             QMessageBox.critical(self, "Model refused", message)
@@ -254,8 +272,13 @@ class MainWindow(QMainWindow):
 
     def load_model(self, path: Path) -> None:
         self.model_path = path
-        self.prefs.model = path
+        self._check_model(path)
         self.worker.set_model(path)
+
+    def _check_model(self, path: Path) -> None:
+        """Tick the Model menu's entry for ``path``; none for a model opened from elsewhere."""
+        for act in self.model_actions.actions():
+            act.setChecked(Path(act.data()) == Path(path))
 
     def step_files(self, step: int) -> None:
         if self.files:

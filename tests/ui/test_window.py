@@ -229,3 +229,25 @@ def test_camera_refresh_runs_in_the_worker(qtbot, make_window, astronaut):
         window.refresh_cameras()
     assert found.args[0] == []  # no camera on a test machine
     assert window.camera_box.count() == 1 and window.camera_box.itemText(0) == "No camera"
+
+
+def test_model_menu_lists_the_shipped_models_and_ticks_the_one_in_use(qtbot, make_window, astronaut, tmp_path):
+    from app.core.shipped import default_model_path, shipped_models
+
+    window = make_window(fake_spec(astronaut))
+    first_result(qtbot, window)
+    entries = {Path(act.data()): act for act in window.model_actions.actions()}
+    assert set(entries) == set(shipped_models()) and default_model_path() in entries
+    assert not any(act.isChecked() for act in entries.values())  # the test's tiny model is in use
+    with qtbot.waitSignal(window.worker.loaded, timeout=30000):
+        entries[default_model_path()].trigger()
+    assert window.worker.pipeline.classifier.path == default_model_path()
+    assert entries[default_model_path()].isChecked()
+    assert Preferences().model == default_model_path()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with qtbot.waitSignal(window.worker.load_failed, timeout=30000):
+        window.load_model(broken)
+    assert "broken.onnx" in window.status_label.text()
+    assert entries[default_model_path()].isChecked()  # the model in use did not change
+    assert Preferences().model == default_model_path()

@@ -1,0 +1,34 @@
+"""The models shipped in ``assets/models``: where they are and what menus call them.
+
+Kept free of torch and onnxruntime so the window can list the models while those still load.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_MODEL = "fer2013.onnx"
+TITLES = {
+    "fer2013.onnx": "Emotions, 7 classes (FER2013)",
+    "ferplus.onnx": "Emotions, 8 classes with contempt (FER+)",
+    "engagement.onnx": "Engagement: angry, bored, focused, neutral",
+}
+
+
+def models_folder() -> Path:
+    return Path(str(resources.files("assets") / "models"))
+
+
+def shipped_models() -> list[Path]:
+    """The .onnx models shipped in ``assets/models``, default first."""
+    return sorted(models_folder().glob("*.onnx"), key=lambda p: (p.name != DEFAULT_MODEL, p.name))
+
+
+def default_model_path() -> Path:
+    return models_folder() / DEFAULT_MODEL
+
+
+def title(path: Path) -> str:
+    """A menu title for a model file: its description when it is a shipped one, else its file name."""
+    return TITLES.get(path.name, path.name) if path.parent == models_folder() else path.name
