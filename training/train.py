@@ -76,6 +76,8 @@ class TrainConfig:
         values["init"] = str(args.init) if args.init else None
         values["out"] = str(args.out)
         values["label_map"] = dict(item.split("=", 1) for item in args.label_map)
+        values["threads"] = args.threads if args.threads is not None else 0
+        values["device"] = args.device or "auto"
         return cls(**values)
 
     @property
@@ -127,8 +129,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
     run.add_argument("--deterministic", action="store_true", help="deterministic kernels only (slower)")
-    run.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    run.add_argument("--threads", type=int, help="torch threads (default 0: all cores; with --resume, "
+                     "the run's own unless given)")
+    run.add_argument("--device", help="auto, cpu or cuda (default auto; with --resume, the run's own unless given)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder's files")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (for logs)")
     run.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
@@ -305,7 +308,9 @@ def finish_run(out: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.resume:
         state = load_checkpoint(args.resume / "last.pt")
-        cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"])})
+        # where the rest of the run continues may differ from where it started: threads and device may change
+        machine = {k: v for k, v in (("threads", args.threads), ("device", args.device)) if v is not None}
+        cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"]), **machine})
         run_training(cfg, state, progress=args.progress, stop_after=args.stop_after)
         return 0
     if not args.data or not args.out:

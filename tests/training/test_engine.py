@@ -46,7 +46,9 @@ def test_resume_continues_with_the_same_optimiser_state(synthetic, tmp_path):
     assert cli.main(train_args(synthetic, straight)) == 0
     assert cli.main(train_args(synthetic, interrupted, "--stop-after", "1")) == 0
     assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1
+    torch.set_num_threads(2)
     assert cli.main(["train", "--resume", str(interrupted), "--no-progress"]) == 0
+    assert torch.get_num_threads() == 1  # the run's own thread count
     assert epochs_in(interrupted) == [1, 2]
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
     for key in a["model"]:
@@ -70,7 +72,11 @@ def test_run_killed_mid_epoch_resumes(synthetic, tmp_path):
     done = state["epoch"]
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == 40
-    assert cli.main(["train", "--resume", str(run), "--no-progress", "--stop-after", str(done + 1)]) == 0
+    torch.set_num_threads(1)
+    resume = ["train", "--resume", str(run), "--no-progress", "--stop-after", str(done + 1), "--threads", "2"]
+    assert cli.main(resume) == 0  # continued with another thread count than it started with
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
     assert epochs_in(run) == list(range(1, done + 2))
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
