@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -181,12 +182,14 @@ def test_real_window_screenshot_shows_the_overlay_on_the_face(tmp_path, astronau
                "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
         shot = tmp_path / "shot.png"
         done = subprocess.run([sys.executable, "-m", "app.ui.main", "--source", str(video), "--loop", "--mode", "emoji",
-                               "--exit-after", "25", "--screenshot", str(shot)], cwd=REPO, env=env,
+                               "--exit-after", "25", "--screenshot", str(shot), "--report-startup"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
     finally:
         server.terminate()
         server.wait()
     assert done.returncode == 0, done.stderr[-2000:]
+    times = dict(re.findall(r"^(window visible|first annotated frame) after ([\d.]+) s$", done.stdout, re.M))
+    assert 0 < float(times["window visible"]) < float(times["first annotated frame"]) < 25
     image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     # Where the video lies in the window: the view's background is (24, 24, 28) around it.
     background = np.all(np.abs(image - (24, 24, 28)) <= 3, axis=2)
