@@ -11,7 +11,7 @@ from app.core.classifier import EmotionClassifier
 from app.core.crop import crop_faces
 from app.core.detector import Detection, FaceDetector
 from app.core.drawing import EMOJI, draw_faces, draw_no_face
-from app.core.tracker import FaceTracker, TrackerConfig
+from app.core.tracker import FaceTracker, TrackerConfig, iou
 
 STAGES = ("decode", "detect", "crop", "classify", "track", "draw")
 
@@ -169,8 +169,6 @@ class BackgroundDetection:
             found, full, self._job = self._job.result(), True, None
         if self._job is None:
             self._job = self._executor.submit(self.detector.detect, image)
-        from app.core.tracker import iou
-
         fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in live)]
         refined = [d for d in self.detector.refine(image, live + fresh) if d is not None]
         return suppress_duplicates(refined), full
@@ -181,8 +179,6 @@ class BackgroundDetection:
 
 def suppress_duplicates(detections: list[Detection], overlap: float = 0.5) -> list[Detection]:
     """Drop boxes that refinement moved onto the same face as a better-scoring box."""
-    from app.core.tracker import iou
-
     kept: list[Detection] = []
     for detection in sorted(detections, key=lambda d: -d.score):
         if all(iou(detection.box, k.box) < overlap for k in kept):
