@@ -60,11 +60,11 @@ def main() -> int:
         f"- **Created**: {info.created}", "",
         "## Reproduce", "", "```bash", args.command, args.export_command, "```", "",
         "## Validation results", "",
-        "| split | TTA | accuracy | macro precision | macro recall | macro F1 | faces |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | split | TTA | accuracy | macro precision | macro recall | macro F1 | faces |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for report in reports:
-        lines.append(f"| {report['split']} | {report['tta']} | {report['accuracy']:.4f} | {report['macro_precision']:.4f} | "
+        lines.append(f"| {precision_of(Path(report['model']))} | {report['split']} | {report['tta']} | {report['accuracy']:.4f} | {report['macro_precision']:.4f} | "
                      f"{report['macro_recall']:.4f} | {report['macro_f1']:.4f} | {report['count']} |")
     lines += ["", f"Per class ({main_report['split']}, TTA {main_report['tta']}):", "",
               "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
@@ -79,6 +79,13 @@ def main() -> int:
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {confusion}")
     return 0
+
+
+def precision_of(model: Path) -> str:
+    """'int8' or 'float32' for an .onnx file (from its metadata), 'checkpoint' for a .pt file."""
+    if model.suffix != ".onnx":
+        return "checkpoint"
+    return EmotionClassifier(model, device="cpu").info.extra.get("precision", "float32")
 
 
 if __name__ == "__main__":

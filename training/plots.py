@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -33,11 +34,13 @@ def plot_curves(metrics_csv: Path, out: Path) -> None:
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], out: Path, title: str) -> None:
     normalised = matrix / np.clip(matrix.sum(1, keepdims=True), 1, None)
-    figure, axis = plt.subplots(figsize=(1.0 + 0.8 * len(labels), 0.8 + 0.7 * len(labels)))
+    width = max(5.0, 1.0 + 0.8 * len(labels))
+    figure, axis = plt.subplots(figsize=(width, 1.2 + 0.7 * len(labels)))
     axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     axis.set_yticks(range(len(labels)), labels)
-    axis.set(xlabel="predicted", ylabel="true", title=title)
+    axis.set(xlabel="predicted", ylabel="true")
+    axis.set_title(textwrap.fill(title, int(width * 9)), fontsize=10)  # a long model name wraps, not cut
     for (row, col), count in np.ndenumerate(matrix):
         colour = "white" if normalised[row, col] > 0.5 else "black"
         axis.text(col, row, f"{count}\n{normalised[row, col]:.0%}", ha="center", va="center", fontsize=7, color=colour)

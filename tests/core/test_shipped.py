@@ -1,0 +1,31 @@
+"""Every model in assets/models loads as the app loads it, with its card, its emoji and a menu title."""
+
+import numpy as np
+import pytest
+
+from app.core.classifier import EmotionClassifier
+from app.core.crop import crop_faces
+from app.core.drawing import emoji_image
+from app.core.shipped import DEFAULT_MODEL, TITLES, shipped_models
+from tests.conftest import ASTRONAUT_FACE
+
+MODELS = shipped_models()
+
+
+def test_the_default_model_is_listed_first():
+    assert MODELS and MODELS[0].name == DEFAULT_MODEL
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_shipped_model_is_complete(path, astronaut):
+    classifier = EmotionClassifier(path, device="cpu")
+    info = classifier.info
+    assert path.name in TITLES
+    assert path.with_suffix(".md").is_file() and path.with_name(path.stem + "_confusion.png").is_file()
+    assert info.metrics and info.dataset and info.arch
+    for label in info.labels:
+        art = emoji_image(info.emoji[label])
+        assert art is not None and art.shape[2] == 4 and art.shape[0] >= 32  # RGBA art for every class
+    probs = classifier(crop_faces(astronaut, [ASTRONAUT_FACE], info.input_size, info.crop_margin))
+    assert probs.shape == (1, len(info.labels))
+    np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-4)
