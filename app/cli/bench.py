@@ -33,7 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detect-every", type=int, default=5,
                         help="full detection every K frames, O-Net refinement between (default 5; 1 = every frame)")
     parser.add_argument("--background", action="store_true",
-                        help="full detection in a second thread as often as it finishes (ignores --detect-every)")
+                        help="full detection in a second thread, started every K frames at most (--detect-every K; "
+                             "1: as often as it finishes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for detection (default 1)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         raise SourceError(f"{video}: no frames")
     report = {
         "video": str(video), "size": list(size), "frames": frames,
-        "detect_every": "background" if args.background else args.detect_every,
+        "detect_every": f"background, every {args.detect_every}" if args.background else args.detect_every,
         "fps": round(frames / wall, 2), "stages": summarise(samples),
         "classify_ms_per_face": round(float(np.median(classify_per_face)), 4) if classify_per_face else None,
         "faces_per_frame": round(float(np.mean(faces)), 3),

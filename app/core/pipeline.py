@@ -20,7 +20,8 @@ STAGES = ("decode", "detect", "crop", "classify", "track", "draw")
 class PipelineConfig:
     mode: str = EMOJI
     detect_every: int = 1  # full detection every k-th frame of a stream; O-Net refines boxes in between
-    background_detection: bool = False  # full detection in a second thread, as often as it can finish
+    background_detection: bool = False  # full detection in a second thread: started every k-th frame at
+    # most (k = detect_every), or later when the previous one has not finished
     whole_image: bool = False  # a picture without a detected face is classified as one face
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
@@ -68,7 +69,7 @@ class Pipeline:
         self.config = config
         self.tracker = FaceTracker(config.tracker)
         self._frames_since_detection = 0
-        self._background = BackgroundDetection(detector) if config.background_detection else None
+        self._background = BackgroundDetection(detector, config.detect_every) if config.background_detection else None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -142,33 +143,38 @@ class Pipeline:
 class BackgroundDetection:
     """Full MTCNN in a second thread on the latest frame it was given; O-Net follows faces in between.
 
+    A detection starts when the previous one has finished and at least ``every`` frames have passed since
+    it started (``every`` = 1: back to back, a core kept busy; larger: less CPU, new faces seen later).
     Boxes found on an older frame are brought to the current one by O-Net before they join the tracks.
     The first frame of a stream is detected in the caller's thread, so a stream starts with its faces.
     """
 
-    def __init__(self, detector: FaceDetector) -> None:
+    def __init__(self, detector: FaceDetector, every: int = 1) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.detector = detector
+        self.every = max(1, every)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detection")
         self._job = None
         self._started = False
+        self._since_start = 0  # frames since the last detection started
 
     def reset(self) -> None:
         if self._job is not None:
             self._job.cancel()
-        self._job, self._started = None, False
+        self._job, self._started, self._since_start = None, False, 0
 
     def find(self, image: np.ndarray, live: list) -> tuple[list[Detection], bool]:
+        self._since_start += 1
         if not self._started:
-            self._started = True
+            self._started, self._since_start = True, 0
             return self.detector.detect(image), True
         found: list[Detection] = []
         full = False
         if self._job is not None and self._job.done():
             found, full, self._job = self._job.result(), True, None
-        if self._job is None:
-            self._job = self._executor.submit(self.detector.detect, image)
+        if self._job is None and self._since_start >= self.every:
+            self._job, self._since_start = self._executor.submit(self.detector.detect, image), 0
         fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in live)]
         refined = [d for d in self.detector.refine(image, live + fresh) if d is not None]
         return suppress_duplicates(refined), full

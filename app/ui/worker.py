@@ -18,6 +18,9 @@ from PySide6.QtCore import QObject, Signal
 
 log = logging.getLogger(__name__)
 CAMERA_RETRY_S = 1.0
+# Live streams: the whole MTCNN cascade runs in a second thread, started every 5th frame at most, and
+# O-Net (with a window search where it is unsure) follows the faces on every frame; see the README's speed table.
+LIVE_DETECT_EVERY = 5
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class PipelineWorker(QObject):
         finally:
             self._close_stream()
             self._set_recording(None)
+            if self.pipeline is not None:
+                self.pipeline.close()  # waits for a background detection in flight, then ends its thread
             self._finished.set()
 
     def _load(self, model: Path | None) -> bool:
@@ -123,8 +128,8 @@ class PipelineWorker(QObject):
                 from app.core.factory import build_pipeline
                 from app.core.pipeline import PipelineConfig
 
-                self.pipeline = build_pipeline(model, PipelineConfig(mode=self._mode, detect_every=3),
-                                               classifier_threads=1)
+                config = PipelineConfig(mode=self._mode, detect_every=LIVE_DETECT_EVERY, background_detection=True)
+                self.pipeline = build_pipeline(model, config, classifier_threads=1)
         except ModelLoadError as err:
             self.load_failed.emit(str(err))
             return self.pipeline is not None

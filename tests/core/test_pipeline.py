@@ -78,3 +78,32 @@ def test_background_detection_keeps_the_face(detector, classifier, astronaut):
     assert results[0].full_detection  # the first frame is detected at once
     assert all(len(r.faces) == 1 for r in results)
     assert len({r.faces[0].track_id for r in results}) == 1
+
+
+def test_background_detection_starts_at_most_every_k_frames(astronaut):
+    import threading
+    import time
+
+    from app.core.pipeline import BackgroundDetection
+
+    class CountingDetector:
+        def __init__(self):
+            self.calls, self.lock = 0, threading.Lock()
+
+        def detect(self, image):
+            with self.lock:
+                self.calls += 1
+            return []
+
+        def refine(self, image, boxes):
+            return [None for _ in boxes]
+
+    counting = CountingDetector()
+    background = BackgroundDetection(counting, every=4)
+    try:
+        for _ in range(13):
+            background.find(astronaut, [])
+            time.sleep(0.02)  # each detection finishes long before the next frame
+    finally:
+        background.close()
+    assert counting.calls == 4  # frame 1 in the caller's thread, then frames 5, 9 and 13
