@@ -26,7 +26,8 @@ LEVERS = [
     ("full detection every frame", ["--detect-every", "1"]),
     ("full detection every 5th frame", ["--detect-every", "5"]),
     ("full detection every 10th frame", ["--detect-every", "10"]),
-    ("full detection in a second thread", ["--background"]),
+    ("second thread, back to back", ["--background", "--detect-every", "1"]),
+    ("second thread, every 5th frame at most (the app)", ["--background", "--detect-every", "5"]),
 ]
 
 
