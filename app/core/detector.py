@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import torch
 
-
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
