@@ -111,8 +111,8 @@ class FaceDetector:
         return refined
 
     def search_windows(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
-        """The whole cascade on a window around each box (all windows in one batch); the face found
-        there nearest to the box (centres at most one box side apart, sizes within 2x), or None."""
+        """The whole cascade on a window around each box (all windows in one batch); per box, the face
+        found there nearest to it, or None."""
         from facenet_pytorch.models.utils.detect_face import detect_face
 
         height, width = frame.shape[:2]
@@ -128,23 +128,26 @@ class FaceDetector:
         with torch.inference_mode():
             found, _points = detect_face(tiles, size / 4, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
                                          list(self.config.stage_thresholds), self.config.factor, self.device)
-        results: list[Detection | None] = []
-        for box, window, candidates in zip(boxes, windows, found):
-            scale = (window[2] - window[0]) / size
-            side = max(box[2] - box[0], box[3] - box[1])
-            best, best_distance = None, 1.0
-            for candidate in candidates:
-                if candidate[4] < self.config.threshold:
-                    continue
-                moved = clip_box([window[0] + candidate[0] * scale, window[1] + candidate[1] * scale,
-                                  window[0] + candidate[2] * scale, window[1] + candidate[3] * scale], width, height)
-                moved_side = max(moved[2] - moved[0], moved[3] - moved[1])
-                distance = np.hypot((moved[0] + moved[2] - box[0] - box[2]) / 2,
-                                    (moved[1] + moved[3] - box[1] - box[3]) / 2) / side
-                if distance < best_distance and 0.5 < moved_side / side < 2.0 and self._big_enough(moved):
-                    best, best_distance = Detection(moved, float(candidate[4])), distance
-            results.append(best)
-        return results
+        return [self._nearest_face(box, window, candidates, width, height)
+                for box, window, candidates in zip(boxes, windows, found)]
+
+    def _nearest_face(self, box: Box, window: Box, candidates, width: int, height: int) -> Detection | None:
+        """Of the faces found in ``window`` (in its resized pixels), the one nearest to ``box``, in frame
+        pixels: centres less than one box side apart, sizes within 2x; or None."""
+        scale = (window[2] - window[0]) / self.config.window_pixels  # frame pixels per window pixel
+        side = max(box[2] - box[0], box[3] - box[1])
+        best, best_distance = None, 1.0
+        for candidate in candidates:
+            if candidate[4] < self.config.threshold:
+                continue
+            moved = clip_box([window[0] + candidate[0] * scale, window[1] + candidate[1] * scale,
+                              window[0] + candidate[2] * scale, window[1] + candidate[3] * scale], width, height)
+            moved_side = max(moved[2] - moved[0], moved[3] - moved[1])
+            distance = np.hypot((moved[0] + moved[2] - box[0] - box[2]) / 2,
+                                (moved[1] + moved[3] - box[1] - box[3]) / 2) / side
+            if distance < best_distance and 0.5 < moved_side / side < 2.0 and self._big_enough(moved):
+                best, best_distance = Detection(moved, float(candidate[4])), distance
+        return best
 
     def _big_enough(self, box: Box) -> bool:
         return min(box[2] - box[0], box[3] - box[1]) >= self.config.min_box_size

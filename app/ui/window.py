@@ -170,17 +170,15 @@ class MainWindow(QMainWindow):
         if self.worker.pipeline is not None:
             classifier = self.worker.pipeline.classifier
             self.setWindowTitle(f"fer-emotion — {classifier.path.name} ({len(classifier.info.labels)} classes)")
-            self.model_path = classifier.path
+            self._follow_model_in_use()
             self.prefs.model = classifier.path  # remembered only once it has loaded
-            self._check_model(classifier.path)
         if not self.files:
             self.worker.play(self.live_spec)
 
     def _load_failed(self, message: str) -> None:
         self._status(message)
         if self.worker.pipeline is not None:  # the model in use stays; so does its tick in the menu
-            self.model_path = self.worker.pipeline.classifier.path
-            self._check_model(self.model_path)
+            self._follow_model_in_use()
         if self.worker.pipeline is None:
             self.view.clear(f"Cannot start: {message}")
             QMessageBox.critical(self, "Model refused", message)
@@ -274,6 +272,10 @@ class MainWindow(QMainWindow):
         self.model_path = path
         self._check_model(path)
         self.worker.set_model(path)
+
+    def _follow_model_in_use(self) -> None:
+        self.model_path = self.worker.pipeline.classifier.path
+        self._check_model(self.model_path)
 
     def _check_model(self, path: Path) -> None:
         """Tick the Model menu's entry for ``path``; none for a model opened from elsewhere."""
