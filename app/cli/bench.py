@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.core.detector import DetectorConfig
+from app.core.detector import DetectorConfig, clip_box
 from app.core.pipeline import STAGES, PipelineConfig
 from app.core.sources import SourceError, VideoSource
 from app.core.tracker import iou
@@ -35,7 +35,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--background", action="store_true",
                         help="full detection in a second thread, started every K frames at most (--detect-every K; "
                              "1: as often as it finishes)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for detection (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for detection (default 1)")
+    parser.add_argument("--detector-backend", choices=("onnx", "torch"), default="onnx",
+                        help="run MTCNN's networks in onnxruntime (default, as the app does) or in torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
     from app.core.factory import build_pipeline
 
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, background_detection=args.background)
-    pipeline = build_pipeline(args.model, config, DetectorConfig(threads=args.threads), device=args.device,
+    pipeline = build_pipeline(args.model, config, DetectorConfig(threads=args.threads, backend=args.detector_backend), device=args.device,
                               classifier_threads=1)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
     faces, classify_per_face, found, frames = [], [], [], 0
@@ -110,27 +112,35 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "classify_ms_per_face": round(float(np.median(classify_per_face)), 4) if classify_per_face else None,
         "faces_per_frame": round(float(np.mean(faces)), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "detector_backend": args.detector_backend,
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
     }
     if args.check_recall:
-        report["recall"], report["reference_faces"] = reference_recall(video, found, pipeline.detector)
+        report["recall"], report["reference_faces"] = reference_recall(video, found, pipeline.detector.config)
     return report
 
 
-def reference_recall(video: Path, found: list[list], detector) -> tuple[float | None, int]:
-    """Recall of the boxes found per frame against full MTCNN on every frame, run after the timed pass
-    so that it neither counts in the timings nor lends a background detector spare time."""
+def reference_recall(video: Path, found: list[list], config: DetectorConfig) -> tuple[float | None, int]:
+    """Recall of the boxes found per frame against facenet-pytorch's own MTCNN on every whole frame (with
+    the detector's probability and size limits), run after the timed pass so that it neither counts in
+    the timings nor lends a background detector spare time."""
+    from app.core.mtcnn import facenet_reference
+
+    detect = facenet_reference(config.min_face_size, config.stage_thresholds, config.factor)
     matched = expected = 0
     with VideoSource(video) as source:
         for boxes, frame in zip(found, source):
-            hit, count = recall(boxes, [d.box for d in detector.detect(frame.image)])
+            height, width = frame.image.shape[:2]
+            reference = [clip_box(row, width, height) for row in detect(frame.image) if row[4] >= config.threshold]
+            reference = [box for box in reference if min(box[2] - box[0], box[3] - box[1]) >= config.min_box_size]
+            hit, count = recall(boxes, reference)
             matched, expected = matched + hit, expected + count
     return (round(matched / expected, 4) if expected else None), expected
 
 
 def print_table(report: dict) -> None:
     print(f"{report['video']}  {report['size'][0]}x{report['size'][1]}  {report['frames']} frames  "
-          f"detect every {report['detect_every']}  detector {report['detector_device']}  "
+          f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']}  "
           f"classifier {report['classifier_device']}")
     print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
     for stage, values in report["stages"].items():

@@ -19,19 +19,30 @@ class ModelLoadError(RuntimeError):
 
 
 def cuda_usable() -> bool:
-    """True when onnxruntime has the CUDA provider and a CUDA device is really there."""
+    """True when onnxruntime has the CUDA provider and the CUDA driver reports a device."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
         return False
-    try:
-        import torch
+    return cuda_device_count() > 0
 
-        return torch.cuda.is_available()
-    except ImportError:
-        return Path("/dev/nvidia0").exists()
+
+def cuda_device_count() -> int:
+    """Devices the CUDA driver sees, asked through its C API (no torch import: it costs seconds)."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
 
 
 def choose_providers(device: str = "auto") -> list[str]:

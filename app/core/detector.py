@@ -1,10 +1,11 @@
-"""Face detection: the only module that touches facenet_pytorch.
+"""Face detection: MTCNN behind the pipeline's contract.
 
 Two calls: ``detect`` runs the whole MTCNN cascade on a frame; ``refine`` follows faces found on an
 earlier frame for a fraction of that cost. It runs MTCNN's last stage (O-Net) on each carried box,
 which moves the box onto the face again; where O-Net is unsure (a turned or half-hidden face: it
 scored such faces 0.1-0.9 on frames where the whole cascade found them at 0.99+), the whole cascade
-runs again on a small window around that box only.
+runs again on a small window around that box only. The networks run in onnxruntime by default
+(``app.core.mtcnn``), so detection imports neither torch nor torchvision.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-import torch
+
+from app.core.mtcnn import Nets, cut, detect_faces, make_nets, normalise
 
 log = logging.getLogger(__name__)
 
@@ -39,49 +40,30 @@ class DetectorConfig:
     window: float = 2.0  # side of the window searched again around an unsure box, in box sides
     window_pixels: int = 96  # the window's side after resizing: the face is about half of it
     device: str = "auto"  # auto, cpu or cuda
-    threads: int = 1  # torch CPU threads: MTCNN is as fast on one as on two, which leaves a core free
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
+    threads: int = 1  # CPU threads: MTCNN is as fast on one as on two, which leaves a core free
+    backend: str = "onnx"  # onnx (onnxruntime) or torch (facenet-pytorch's modules)
 
 
 class FaceDetector:
     """MTCNN behind a typed contract: a frame in (RGB uint8, H x W x 3), a list of detections out."""
 
-    def __init__(self, config: DetectorConfig = DetectorConfig()) -> None:
-        from facenet_pytorch import MTCNN  # heavy import, kept here so the rest loads fast
-
+    def __init__(self, config: DetectorConfig = DetectorConfig(), nets: Nets | None = None) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self._mtcnn = MTCNN(
-            keep_all=True,
-            min_face_size=config.min_face_size,
-            thresholds=list(config.stage_thresholds),
-            factor=config.factor,
-            post_process=False,
-            device=self.device,
-        )
-        self._mtcnn.eval()
+        self._nets = nets or make_nets(config.backend, config.device, config.threads)
+        self.device = self._nets.device  # "CPU" or "CUDA"
+
+    def _cascade(self, images: np.ndarray, min_face: float) -> list[np.ndarray]:
+        return detect_faces(images, self._nets, min_face, self.config.stage_thresholds, self.config.factor)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """Every face in ``frame`` with probability >= the threshold; an empty list when none."""
         height, width = frame.shape[:2]
         if min(height, width) < 12:
             return []
-        with torch.inference_mode():
-            boxes, probs = self._mtcnn.detect(np.ascontiguousarray(frame[:, :, :3]))
-        if boxes is None:
-            return []
-        return [
-            Detection(clip_box(box, width, height), float(prob))
-            for box, prob in zip(boxes, probs)
-            if prob >= self.config.threshold and self._big_enough(clip_box(box, width, height))
-        ]
+        found = self._cascade(np.ascontiguousarray(frame[None, :, :, :3]), self.config.min_face_size)[0]
+        detections = [Detection(clip_box(row, width, height), float(row[4])) for row in found
+                      if row[4] >= self.config.threshold]
+        return [d for d in detections if self._big_enough(d.box)]
 
     def refine(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
         """Each carried box moved onto its face again, or None where no face is left there."""
@@ -89,11 +71,7 @@ class FaceDetector:
             return []
         height, width = frame.shape[:2]
         squares = [square(box) for box in boxes]
-        patches = np.stack([crop_patch(frame, box, 48) for box in squares]).astype(np.float32)
-        tensor = torch.from_numpy((patches - 127.5) * 0.0078125).permute(0, 3, 1, 2).to(self.device)
-        with torch.inference_mode():
-            regression, _landmarks, probs = self._mtcnn.onet(tensor)
-        regression, probs = regression.cpu().numpy(), probs[:, 1].cpu().numpy()
+        regression, probs = self._nets.onet(normalise(np.stack([cut(frame, box, 48) for box in squares])))
         refined: list[Detection | None] = []
         unsure: list[int] = []
         for box, shift, prob in zip(squares, regression, probs):
@@ -113,8 +91,6 @@ class FaceDetector:
     def search_windows(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
         """The whole cascade on a window around each box (all windows in one batch); per box, the face
         found there nearest to it, or None."""
-        from facenet_pytorch.models.utils.detect_face import detect_face
-
         height, width = frame.shape[:2]
         size = self.config.window_pixels
         windows = []
@@ -123,11 +99,7 @@ class FaceDetector:
             half = (x2 - x1) * self.config.window / 2
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
             windows.append((cx - half, cy - half, cx + half, cy + half))
-        tiles = np.stack([crop_patch(frame, window, size) for window in windows])
-        mtcnn = self._mtcnn
-        with torch.inference_mode():
-            found, _points = detect_face(tiles, size / 4, mtcnn.pnet, mtcnn.rnet, mtcnn.onet,
-                                         list(self.config.stage_thresholds), self.config.factor, self.device)
+        found = self._cascade(np.stack([cut(frame, window, size) for window in windows]), size / 4)
         return [self._nearest_face(box, window, candidates, width, height)
                 for box, window, candidates in zip(boxes, windows, found)]
 
@@ -159,18 +131,6 @@ def square(box: Box) -> Box:
     side = max(x2 - x1, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
-
-
-def crop_patch(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """``box`` cut from ``frame`` (zero outside it) and resized to ``size`` x ``size`` with area averaging."""
-    height, width = frame.shape[:2]
-    x1, y1, x2, y2 = (int(v) for v in box)
-    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-    patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
-    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-    if sx2 > sx1 and sy2 > sy1:
-        patch[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = frame[sy1:sy2, sx1:sx2, :3]
-    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def clip_box(box, width: int, height: int) -> Box:

@@ -40,11 +40,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 def print_version() -> int:
     from app import __version__
     from app.core.classifier import choose_providers
-    from app.core.detector import resolve_device
 
-    providers = choose_providers()
-    print(f"fer-app {__version__}; face detection on {resolve_device('auto').upper()}; "
-          f"classification on {'CUDA' if providers[0].startswith('CUDA') else 'CPU'} (onnxruntime {providers[0]})")
+    provider = choose_providers()[0]
+    device = "CUDA" if provider.startswith("CUDA") else "CPU"
+    print(f"fer-app {__version__}; face detection and classification on {device} (onnxruntime {provider})")
     return 0
 
 

@@ -1,0 +1,269 @@
+"""MTCNN (Zhang et al., 2016) in numpy around three small networks: the detector's engine.
+
+The networks are facenet-pytorch's (its weights, exported once to ``assets/mtcnn`` by
+``tools/export_mtcnn.py``). ``OnnxNets`` runs them with onnxruntime, so finding faces needs neither
+torch nor torchvision (importing those two took most of the app's start-up); ``TorchNets`` runs
+facenet-pytorch's own modules for comparison. The cascade follows the paper and facenet-pytorch's
+numbers: a 12-px proposal net over an image pyramid, a 24-px refine net, a 48-px output net, each
+stage keeping boxes above its threshold, regressing them and suppressing overlaps.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+CELL, STRIDE = 12, 2  # P-Net looks at 12-px cells, two pixels apart
+
+
+def mtcnn_folder() -> Path:
+    return Path(str(resources.files("assets") / "mtcnn"))
+
+
+class Nets(Protocol):
+    """The three networks on normalised NCHW float32 batches; probabilities are the face class's."""
+
+    device: str  # "CPU" or "CUDA"
+
+    def pnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4,r,c), (N,r,c)
+
+    def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4), (N,)
+
+    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4), (N,)
+
+
+class OnnxNets:
+    def __init__(self, device: str = "auto", threads: int = 1, folder: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        from app.core.classifier import choose_providers
+
+        ort.set_default_logger_severity(3)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        folder = folder or mtcnn_folder()
+        providers = choose_providers(device)
+        self._sessions = {name: ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=providers)
+                          for name in ("pnet", "rnet", "onet")}
+        in_use = self._sessions["pnet"].get_providers()[0]
+        self.device = "CUDA" if in_use == "CUDAExecutionProvider" else "CPU"
+
+    def _run(self, name: str, batch: np.ndarray) -> list[np.ndarray]:
+        return self._sessions[name].run(None, {"input": np.ascontiguousarray(batch, np.float32)})
+
+    def pnet(self, batch):
+        regression, probability = self._run("pnet", batch)
+        return regression, probability[:, 1]
+
+    def rnet(self, batch):
+        regression, probability = self._run("rnet", batch)
+        return regression, probability[:, 1]
+
+    def onet(self, batch):
+        regression, _landmarks, probability = self._run("onet", batch)
+        return regression, probability[:, 1]
+
+
+class TorchNets:
+    """facenet-pytorch's modules (torch CPU or CUDA)."""
+
+    def __init__(self, device: str = "auto", threads: int = 1) -> None:
+        import torch
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._device = device
+        self.device = device.upper()
+        self._nets = {name: net().to(device).eval() for name, net in (("pnet", PNet), ("rnet", RNet), ("onet", ONet))}
+
+    def _run(self, name: str, batch: np.ndarray) -> list[np.ndarray]:
+        tensor = self._torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._device)
+        with self._torch.inference_mode():
+            return [t.cpu().numpy() for t in self._nets[name](tensor)]
+
+    def pnet(self, batch):
+        regression, probability = self._run("pnet", batch)
+        return regression, probability[:, 1]
+
+    def rnet(self, batch):
+        regression, probability = self._run("rnet", batch)
+        return regression, probability[:, 1]
+
+    def onet(self, batch):
+        regression, _landmarks, probability = self._run("onet", batch)
+        return regression, probability[:, 1]
+
+
+def facenet_reference(min_face: float, thresholds, factor: float):
+    """facenet-pytorch's own MTCNN on the CPU, as a function from a frame to rows of x1, y1, x2, y2,
+    probability: the reference that benchmarks measure recall against."""
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(keep_all=True, min_face_size=min_face, thresholds=list(thresholds), factor=factor,
+                  post_process=False, device="cpu")
+
+    def detect(frame: np.ndarray) -> np.ndarray:
+        boxes, probs = mtcnn.detect(np.ascontiguousarray(frame[:, :, :3]))
+        if boxes is None:
+            return np.zeros((0, 5), np.float32)
+        return np.column_stack([boxes, probs]).astype(np.float32)
+
+    return detect
+
+
+def make_nets(backend: str = "onnx", device: str = "auto", threads: int = 1) -> Nets:
+    if backend == "onnx":
+        return OnnxNets(device, threads)
+    if backend == "torch":
+        return TorchNets(device, threads)
+    raise ValueError(f"unknown detector backend {backend!r} (use onnx or torch)")
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB -> float32 NCHW in [-1, 1], as MTCNN was trained."""
+    return ((images.astype(np.float32) - 127.5) * 0.0078125).transpose(0, 3, 1, 2)
+
+
+def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
+    """Scales at which a ``min_face``-px face becomes one 12-px cell, down to where the image is one cell."""
+    scale = CELL / min_face
+    side = min(height, width) * scale
+    scales = []
+    while side >= CELL:
+        scales.append(scale)
+        scale *= factor
+        side *= factor
+    return scales
+
+
+def nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Indices of the boxes (rows x1, y1, x2, y2, score, ...) kept by greedy non-maximum suppression.
+
+    ``union`` compares overlap with the union of two boxes, ``min`` with the smaller one (which also
+    drops a small box lying inside a bigger one)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-boxes[:, 4], kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        overlap = w * h
+        other = np.minimum(area[best], area[rest]) if mode == "min" else area[best] + area[rest] - overlap
+        order = rest[overlap / np.maximum(other, 1e-9) <= threshold]
+    return np.asarray(keep, np.int64)
+
+
+def regress(boxes: np.ndarray, shifts: np.ndarray, extra: float = 1.0) -> np.ndarray:
+    """Boxes moved by the networks' regression, given as shares of the box's width and height."""
+    moved = boxes.copy()
+    width = boxes[:, 2] - boxes[:, 0] + extra
+    height = boxes[:, 3] - boxes[:, 1] + extra
+    moved[:, 0] += shifts[:, 0] * width
+    moved[:, 1] += shifts[:, 1] * height
+    moved[:, 2] += shifts[:, 2] * width
+    moved[:, 3] += shifts[:, 3] * height
+    return moved
+
+
+def to_squares(boxes: np.ndarray) -> np.ndarray:
+    """Each box widened to the square of its longer side around the same centre."""
+    squares = boxes.copy()
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(width, height)
+    squares[:, 0] = boxes[:, 0] + (width - side) / 2
+    squares[:, 1] = boxes[:, 1] + (height - side) / 2
+    squares[:, 2] = squares[:, 0] + side
+    squares[:, 3] = squares[:, 1] + side
+    return squares
+
+
+def cut(image: np.ndarray, box, size: int) -> np.ndarray:
+    """``box`` cut from ``image`` (zeros outside it) and resized to ``size`` x ``size`` by area averaging."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (int(v) for v in box[:4])
+    x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if sx1 == x1 and sy1 == y1 and sx2 == x2 and sy2 == y2:
+        patch = image[y1:y2, x1:x2, :3]
+    else:
+        patch = np.zeros((y2 - y1, x2 - x1, 3), np.uint8)
+        if sx2 > sx1 and sy2 > sy1:
+            patch[sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = image[sy1:sy2, sx1:sx2, :3]
+    return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def propose(images: np.ndarray, nets: Nets, min_face: float, threshold: float, factor: float) -> list[np.ndarray]:
+    """Stage 1: P-Net over the pyramid of each image (all images at one scale in one call)."""
+    count, height, width = images.shape[:3]
+    found: list[list[np.ndarray]] = [[] for _ in range(count)]
+    for scale in pyramid_scales(height, width, min_face, factor):
+        size = (int(width * scale + 1), int(height * scale + 1))
+        resized = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
+        shifts, probability = nets.pnet(normalise(resized))
+        for index in range(count):
+            rows, cols = np.nonzero(probability[index] >= threshold)
+            if rows.size == 0:
+                continue
+            boxes = np.column_stack([
+                np.floor((STRIDE * cols + 1) / scale), np.floor((STRIDE * rows + 1) / scale),
+                np.floor((STRIDE * cols + CELL) / scale), np.floor((STRIDE * rows + CELL) / scale),
+                probability[index, rows, cols], shifts[index][:, rows, cols].T,
+            ]).astype(np.float32)
+            found[index].append(boxes[nms(boxes, 0.5)])
+    proposals = []
+    for boxes in found:
+        boxes = np.concatenate(boxes) if boxes else np.zeros((0, 9), np.float32)
+        boxes = boxes[nms(boxes, 0.7)]
+        proposals.append(to_squares(regress(boxes[:, :5], boxes[:, 5:9], extra=0.0)))
+    return proposals
+
+
+def check(images: np.ndarray, boxes: list[np.ndarray], net, side: int, threshold: float, mode: str) -> list[np.ndarray]:
+    """Stages 2 and 3: every image's boxes cut, resized to ``side`` and scored in one call; the kept
+    boxes suppressed (overlap 0.7) and regressed: R-Net suppresses first, O-Net regresses first and
+    compares overlaps with the smaller box (``mode`` min)."""
+    counts = [len(b) for b in boxes]
+    if sum(counts) == 0:
+        return boxes
+    patches = np.stack([cut(image, box, side) for image, image_boxes in zip(images, boxes) for box in image_boxes])
+    shifts, probability = net(normalise(patches))
+    kept, start = [], 0
+    for image_boxes, count in zip(boxes, counts):
+        score, shift = probability[start:start + count], shifts[start:start + count]
+        start += count
+        keep = score >= threshold
+        chosen = image_boxes[keep].copy()
+        chosen[:, 4] = score[keep]
+        shift = shift[keep]
+        if mode == "min":
+            chosen = regress(chosen, shift)
+            kept.append(chosen[nms(chosen, 0.7, mode)])
+        else:
+            pick = nms(chosen, 0.7, mode)
+            kept.append(regress(chosen[pick], shift[pick]))
+    return kept
+
+
+def detect_faces(images: np.ndarray, nets: Nets, min_face: float = 20, thresholds=(0.6, 0.7, 0.7),
+                 factor: float = 0.709) -> list[np.ndarray]:
+    """Faces in each image of a batch (N x H x W x 3 uint8 RGB, one size): per image, rows of
+    x1, y1, x2, y2, probability."""
+    boxes = propose(images, nets, min_face, thresholds[0], factor)
+    boxes = check(images, boxes, nets.rnet, 24, thresholds[1], "union")
+    boxes = [to_squares(b) for b in boxes]
+    return check(images, boxes, nets.onet, 48, thresholds[2], "min")
