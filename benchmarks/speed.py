@@ -26,6 +26,7 @@ LEVERS = [
     ("full detection every frame", ["--detect-every", "1"]),
     ("full detection every 5th frame", ["--detect-every", "5"]),
     ("full detection every 10th frame", ["--detect-every", "10"]),
+    ("every 5th frame, MTCNN's networks in torch", ["--detect-every", "5", "--detector-backend", "torch"]),
     ("second thread, back to back", ["--background", "--detect-every", "1"]),
     ("second thread, every 5th frame at most (the app)", ["--background", "--detect-every", "5"]),
 ]

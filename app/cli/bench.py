@@ -19,6 +19,9 @@ from app.core.sources import SourceError, VideoSource
 from app.core.tracker import iou
 
 
+REFERENCE_CACHE = Path.home() / ".cache" / "fer-emotion" / "reference"  # --check-recall's reference boxes
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fer-bench", description="Run the pipeline over a video without display and report its speed.")
@@ -27,7 +30,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=0, help="stop after N frames (default: the whole video)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--check-recall", action="store_true",
-                        help="also run full-resolution MTCNN on every frame and report box recall at IoU >= 0.5")
+                        help="also run full-resolution MTCNN on every frame and report box recall at IoU >= 0.5 "
+                             "(its boxes for a video file are cached in ~/.cache/fer-emotion/reference)")
     parser.add_argument("--model", type=Path, help="an .onnx model (default: the shipped one)")
     parser.add_argument("--mode", choices=("emoji", "label"), default="emoji")
     parser.add_argument("--detect-every", type=int, default=5,
@@ -116,26 +120,47 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
     }
     if args.check_recall:
-        report["recall"], report["reference_faces"] = reference_recall(video, found, pipeline.detector.config)
+        report["recall"], report["reference_faces"] = reference_recall(
+            video, found, pipeline.detector.config, REFERENCE_CACHE if args.video else None)
     return report
 
 
-def reference_recall(video: Path, found: list[list], config: DetectorConfig) -> tuple[float | None, int]:
+def reference_recall(video: Path, found: list[list], config: DetectorConfig,
+                     cache: Path | None = None) -> tuple[float | None, int]:
     """Recall of the boxes found per frame against facenet-pytorch's own MTCNN on every whole frame (with
     the detector's probability and size limits), run after the timed pass so that it neither counts in
     the timings nor lends a background detector spare time."""
-    from app.core.mtcnn import facenet_reference
-
-    detect = facenet_reference(config.min_face_size, config.stage_thresholds, config.factor)
     matched = expected = 0
     with VideoSource(video) as source:
-        for boxes, frame in zip(found, source):
+        for boxes, frame, rows in zip(found, source, reference_boxes(video, config, len(found), cache)):
             height, width = frame.image.shape[:2]
-            reference = [clip_box(row, width, height) for row in detect(frame.image) if row[4] >= config.threshold]
+            reference = [clip_box(row, width, height) for row in rows if row[4] >= config.threshold]
             reference = [box for box in reference if min(box[2] - box[0], box[3] - box[1]) >= config.min_box_size]
             hit, count = recall(boxes, reference)
             matched, expected = matched + hit, expected + count
     return (round(matched / expected, 4) if expected else None), expected
+
+
+def reference_boxes(video: Path, config: DetectorConfig, frames: int, cache: Path | None = None) -> list[list[list[float]]]:
+    """facenet-pytorch MTCNN's rows (x1, y1, x2, y2, p) for the first ``frames`` frames of ``video``;
+    with ``cache``, kept there under the video's path, size, date and the settings, since the reference
+    takes most of a benchmark's time (0.7 s a 1080p frame)."""
+    import hashlib
+
+    from app.core.mtcnn import facenet_reference
+
+    stat = video.resolve().stat()
+    key = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{config.min_face_size}|{config.stage_thresholds}|{config.factor}"
+    stored = cache / f"{hashlib.sha1(key.encode()).hexdigest()}.json" if cache else None
+    rows: list = json.loads(stored.read_text()) if stored and stored.is_file() else []
+    if len(rows) < frames:
+        detect = facenet_reference(config.min_face_size, config.stage_thresholds, config.factor)
+        with VideoSource(video) as source:
+            rows = [detect(frame.image).tolist() for frame, _ in zip(source, range(frames))]
+        if stored:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.write_text(json.dumps(rows))
+    return rows[:frames]
 
 
 def print_table(report: dict) -> None:

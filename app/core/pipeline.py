@@ -9,7 +9,7 @@ import numpy as np
 
 from app.core.classifier import EmotionClassifier
 from app.core.crop import crop_faces
-from app.core.detector import Detection, FaceDetector
+from app.core.detector import Box, Detection, FaceDetector
 from app.core.drawing import EMOJI, draw_faces, draw_no_face
 from app.core.tracker import FaceTracker, TrackerConfig, iou
 
@@ -145,39 +145,62 @@ class BackgroundDetection:
 
     A detection starts when the previous one has finished and at least ``every`` frames have passed since
     it started (``every`` = 1: back to back, a core kept busy; larger: less CPU, new faces seen later).
-    Boxes found on an older frame are brought to the current one by O-Net before they join the tracks.
-    The first frame of a stream is detected in the caller's thread, so a stream starts with its faces.
+    Its result describes a frame that is several frames old by then. Faces it found that no track held on
+    that frame (new faces, or faces the tracks had lost) are followed through the frames seen since, every
+    ``stride``-th one, by O-Net and the window search, before they join the tracks on the current frame:
+    a face that walked half its width in the meantime is still picked up. The first frame of a stream is
+    detected in the caller's thread, so a stream starts with its faces.
     """
 
-    def __init__(self, detector: FaceDetector, every: int = 1) -> None:
+    def __init__(self, detector: FaceDetector, every: int = 1, stride: int = 2, kept: int = 12) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.detector = detector
         self.every = max(1, every)
+        self.stride, self.kept = max(1, stride), max(1, kept)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="face-detection")
         self._job = None
         self._started = False
         self._since_start = 0  # frames since the last detection started
+        self._held: list[Box] = []  # the tracks' boxes on the frame being detected
+        self._frames: list[np.ndarray] = []  # frames seen since then, every stride-th, for catching up
 
     def reset(self) -> None:
         if self._job is not None:
             self._job.cancel()
         self._job, self._started, self._since_start = None, False, 0
+        self._held, self._frames = [], []
 
     def find(self, image: np.ndarray, live: list) -> tuple[list[Detection], bool]:
         self._since_start += 1
         if not self._started:
             self._started, self._since_start = True, 0
             return self.detector.detect(image), True
-        found: list[Detection] = []
+        fresh: list[Box] = []
         full = False
         if self._job is not None and self._job.done():
-            found, full, self._job = self._job.result(), True, None
-        if self._job is None and self._since_start >= self.every:
+            fresh, full, self._job = self._catch_up(self._job.result()), True, None
+        elif self._job is not None and self._since_start % self.stride == 0:
+            self._frames.append(image)
+            if len(self._frames) > self.kept:
+                self._frames = self._frames[1::2]  # a long detection: keep every other frame
+        starting = self._job is None and self._since_start >= self.every
+        if starting:
             self._job, self._since_start = self._executor.submit(self.detector.detect, image), 0
-        fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in live)]
-        refined = [d for d in self.detector.refine(image, live + fresh) if d is not None]
-        return suppress_duplicates(refined), full
+        refined = suppress_duplicates([d for d in self.detector.refine(image, live + fresh) if d is not None])
+        if starting:
+            self._held, self._frames = [d.box for d in refined], []
+        return refined, full
+
+    def _catch_up(self, found: list[Detection]) -> list[Box]:
+        """The faces of a finished detection that no track held on its frame, followed to the last kept frame."""
+        fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in self._held)]
+        for frame in self._frames:
+            if not fresh:
+                break
+            fresh = [d.box for d in self.detector.refine(frame, fresh) if d is not None]
+        self._frames = []
+        return fresh
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from app.cli import bench
 
 
@@ -19,3 +21,23 @@ def test_bench_table_and_bad_video(tiny_model, tmp_path, capsys):
     bad.write_bytes(b"nothing")
     assert bench.main([str(bad), "--model", str(tiny_model)]) == 1
     assert "bad.mp4" in capsys.readouterr().err
+
+
+def test_reference_boxes_are_computed_once_per_video(tmp_path, monkeypatch):
+    from app.core import mtcnn
+    from app.core.detector import DetectorConfig
+
+    video = bench.astronaut_clip(tmp_path / "clip.mp4", frames=6)
+    cache = tmp_path / "cache"
+    first = bench.reference_boxes(video, DetectorConfig(), 4, cache)
+    assert len(first) == 4 and all(len(rows) == 1 and rows[0][4] > 0.99 for rows in first)
+    assert len(list(cache.glob("*.json"))) == 1
+
+    def no_detector(*args):
+        raise AssertionError("the reference was computed again")
+
+    monkeypatch.setattr(mtcnn, "facenet_reference", no_detector)
+    assert bench.reference_boxes(video, DetectorConfig(), 4, cache) == first
+    assert bench.reference_boxes(video, DetectorConfig(), 3, cache) == first[:3]
+    with pytest.raises(AssertionError):  # more frames than kept: computed again
+        bench.reference_boxes(video, DetectorConfig(), 5, cache)
