@@ -145,10 +145,10 @@ class BackgroundDetection:
 
     A detection starts when the previous one has finished and at least ``every`` frames have passed since
     it started (``every`` = 1: back to back, a core kept busy; larger: less CPU, new faces seen later).
-    Its result describes a frame that is several frames old by then. Faces it found that no track held on
-    that frame (new faces, or faces the tracks had lost) are followed through the frames seen since, every
-    ``stride``-th one, by O-Net and the window search, before they join the tracks on the current frame:
-    a face that walked half its width in the meantime is still picked up. The first frame of a stream is
+    Its result describes a frame that is several frames old by then, so its faces are followed through the
+    frames seen since, every ``stride``-th one, by O-Net and the window search, before they join the tracks
+    on the current frame (where the ones the tracks already hold merge with them): a new face, or one the
+    tracks lost, that walked half its width in the meantime is still picked up. The first frame of a stream is
     detected in the caller's thread, so a stream starts with its faces.
     """
 
@@ -162,14 +162,13 @@ class BackgroundDetection:
         self._job = None
         self._started = False
         self._since_start = 0  # frames since the last detection started
-        self._held: list[Box] = []  # the tracks' boxes on the frame being detected
         self._frames: list[np.ndarray] = []  # frames seen since then, every stride-th, for catching up
 
     def reset(self) -> None:
         if self._job is not None:
             self._job.cancel()
         self._job, self._started, self._since_start = None, False, 0
-        self._held, self._frames = [], []
+        self._frames = []
 
     def find(self, image: np.ndarray, live: list) -> tuple[list[Detection], bool]:
         self._since_start += 1
@@ -187,14 +186,13 @@ class BackgroundDetection:
         starting = self._job is None and self._since_start >= self.every
         if starting:
             self._job, self._since_start = self._executor.submit(self.detector.detect, image), 0
-        refined = suppress_duplicates([d for d in self.detector.refine(image, live + fresh) if d is not None])
         if starting:
-            self._held, self._frames = [d.box for d in refined], []
-        return refined, full
+            self._frames = []
+        return suppress_duplicates([d for d in self.detector.refine(image, live + fresh) if d is not None]), full
 
     def _catch_up(self, found: list[Detection]) -> list[Box]:
-        """The faces of a finished detection that no track held on its frame, followed to the last kept frame."""
-        fresh = [d.box for d in found if all(iou(d.box, box) < 0.3 for box in self._held)]
+        """The faces of a finished detection, followed from its frame to the last kept frame."""
+        fresh = [d.box for d in found]
         for frame in self._frames:
             if not fresh:
                 break

@@ -107,3 +107,23 @@ def test_background_detection_starts_at_most_every_k_frames(astronaut):
     finally:
         background.close()
     assert counting.calls == 4  # frame 1 in the caller's thread, then frames 5, 9 and 13
+
+
+def test_a_late_detection_is_followed_to_the_current_frame(detector, astronaut):
+    from app.core.detector import Detection
+    from app.core.pipeline import BackgroundDetection
+    from app.core.tracker import iou
+
+    # the face walks 30 px a frame; the detection describes the first frame and arrives five frames later
+    frames = [np.roll(astronaut, 30 * step, axis=1) for step in range(6)]
+    background = BackgroundDetection(detector, stride=1)
+    try:
+        background._frames = frames[1:]
+        (caught,) = background._catch_up([Detection(ASTRONAUT_FACE, 0.99)])
+    finally:
+        background.close()
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    now = (x1 + 150, y1, x2 + 150, y2)
+    assert iou(ASTRONAUT_FACE, now) == 0  # the detected box alone no longer touches the face
+    assert iou(caught, now) > 0.7
+    assert background._frames == []
