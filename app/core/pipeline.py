@@ -183,10 +183,8 @@ class BackgroundDetection:
             self._frames.append(image)
             if len(self._frames) > self.kept:
                 self._frames = self._frames[1::2]  # a long detection: keep every other frame
-        starting = self._job is None and self._since_start >= self.every
-        if starting:
+        if self._job is None and self._since_start >= self.every:
             self._job, self._since_start = self._executor.submit(self.detector.detect, image), 0
-        if starting:
             self._frames = []
         return suppress_duplicates([d for d in self.detector.refine(image, live + fresh) if d is not None]), full
 
