@@ -30,8 +30,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=0, help="stop after N frames (default: the whole video)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--check-recall", action="store_true",
-                        help="also run full-resolution MTCNN on every frame and report box recall at IoU >= 0.5 "
-                             "(its boxes for a video file are cached in ~/.cache/fer-emotion/reference)")
+                        help="also run facenet-pytorch's MTCNN on every whole frame and report box recall at "
+                             "IoU >= 0.5 (its boxes for a video file are cached in ~/.cache/fer-emotion/reference)")
     parser.add_argument("--model", type=Path, help="an .onnx model (default: the shipped one)")
     parser.add_argument("--mode", choices=("emoji", "label"), default="emoji")
     parser.add_argument("--detect-every", type=int, default=5,
@@ -82,8 +82,8 @@ def run(args: argparse.Namespace, video: Path) -> dict:
     from app.core.factory import build_pipeline
 
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, background_detection=args.background)
-    pipeline = build_pipeline(args.model, config, DetectorConfig(threads=args.threads, backend=args.detector_backend), device=args.device,
-                              classifier_threads=1)
+    detector = DetectorConfig(threads=args.threads, backend=args.detector_backend)
+    pipeline = build_pipeline(args.model, config, detector, device=args.device, classifier_threads=1)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
     faces, classify_per_face, found, frames = [], [], [], 0
     with VideoSource(video) as source:
@@ -141,7 +141,8 @@ def reference_recall(video: Path, found: list[list], config: DetectorConfig,
     return (round(matched / expected, 4) if expected else None), expected
 
 
-def reference_boxes(video: Path, config: DetectorConfig, frames: int, cache: Path | None = None) -> list[list[list[float]]]:
+def reference_boxes(video: Path, config: DetectorConfig, frames: int,
+                    cache: Path | None = None) -> list[list[list[float]]]:
     """facenet-pytorch MTCNN's rows (x1, y1, x2, y2, p) for the first ``frames`` frames of ``video``;
     with ``cache``, kept there under the video's path, size, date and the settings, since the reference
     takes most of a benchmark's time (0.7 s a 1080p frame)."""
@@ -150,13 +151,21 @@ def reference_boxes(video: Path, config: DetectorConfig, frames: int, cache: Pat
     from app.core.mtcnn import facenet_reference
 
     stat = video.resolve().stat()
-    key = f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{config.min_face_size}|{config.stage_thresholds}|{config.factor}"
+    key = (f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|"
+           f"{config.min_face_size}|{config.stage_thresholds}|{config.factor}")
     stored = cache / f"{hashlib.sha1(key.encode()).hexdigest()}.json" if cache else None
-    rows: list = json.loads(stored.read_text()) if stored and stored.is_file() else []
+    try:
+        rows: list = json.loads(stored.read_text()) if stored and stored.is_file() else []
+    except (OSError, ValueError):  # an unreadable cache entry is computed again
+        rows = []
     if len(rows) < frames:
+        from tqdm import tqdm
+
         detect = facenet_reference(config.min_face_size, config.stage_thresholds, config.factor)
         with VideoSource(video) as source:
-            rows = [detect(frame.image).tolist() for frame, _ in zip(source, range(frames))]
+            frames_in = tqdm(zip(source, range(frames)), total=frames, desc="reference MTCNN", unit="frame",
+                             disable=not sys.stderr.isatty(), leave=False)
+            rows = [detect(frame.image).tolist() for frame, _ in frames_in]
         if stored:
             stored.parent.mkdir(parents=True, exist_ok=True)
             stored.write_text(json.dumps(rows))
@@ -173,7 +182,7 @@ def print_table(report: dict) -> None:
     print(f"end to end: {report['fps']:.1f} fps; {report['faces_per_frame']:.2f} faces per frame; "
           f"classify {report['classify_ms_per_face']} ms per face; peak RSS {report['peak_rss_mb']:.0f} MB")
     if "recall" in report:
-        print(f"recall vs full-resolution MTCNN (IoU >= 0.5): {report['recall']} of {report['reference_faces']} faces")
+        print(f"recall vs facenet-pytorch's MTCNN on whole frames (IoU >= 0.5): {report['recall']} of {report['reference_faces']} faces")
 
 
 def main(argv: list[str] | None = None) -> int:

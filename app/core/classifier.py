@@ -1,4 +1,5 @@
-"""Emotion classification: the only module that touches onnxruntime."""
+"""Emotion classification, and the only module that touches onnxruntime (``open_session`` also serves
+the detector's MTCNN networks)."""
 
 from __future__ import annotations
 
@@ -51,21 +52,28 @@ def choose_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def open_session(path: Path, device: str = "auto", threads: int = 0):
+    """An onnxruntime session on CUDA when usable, else the CPU, with ``threads`` CPU threads (0: its own
+    choice); the one place that opens sessions, for the classifier and for MTCNN's networks."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)  # the CUDA fallback's warnings are not the user's business
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=choose_providers(device))
+
+
 class EmotionClassifier:
     """An ONNX model behind a typed contract: uint8 face crops (N, S, S) in, probabilities (N, C) out."""
 
     def __init__(self, model_path: Path, device: str = "auto", threads: int = 0) -> None:
-        import onnxruntime as ort
-
-        ort.set_default_logger_severity(3)  # the CUDA fallback's warnings are not the user's business
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such model file")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=choose_providers(device))
+            self._session = open_session(self.path, device, threads)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
         props = self._session.get_modelmeta().custom_metadata_map

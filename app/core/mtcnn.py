@@ -1,4 +1,5 @@
-"""MTCNN (Zhang et al., 2016) in numpy around three small networks: the detector's engine.
+"""MTCNN (Zhang et al., 2016) in numpy around three small networks: the detector adapter's engine, and
+the only module that touches facenet_pytorch.
 
 The networks are facenet-pytorch's (its weights, exported once to ``assets/mtcnn`` by
 ``tools/export_mtcnn.py``). ``OnnxNets`` runs them with onnxruntime, so finding faces needs neither
@@ -38,18 +39,10 @@ class Nets(Protocol):
 
 class OnnxNets:
     def __init__(self, device: str = "auto", threads: int = 1, folder: Path | None = None) -> None:
-        import onnxruntime as ort
+        from app.core.classifier import open_session
 
-        from app.core.classifier import choose_providers
-
-        ort.set_default_logger_severity(3)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
         folder = folder or mtcnn_folder()
-        providers = choose_providers(device)
-        self._sessions = {name: ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=providers)
+        self._sessions = {name: open_session(folder / f"{name}.onnx", device, threads)
                           for name in ("pnet", "rnet", "onet")}
         in_use = self._sessions["pnet"].get_providers()[0]
         self.device = "CUDA" if in_use == "CUDAExecutionProvider" else "CPU"
