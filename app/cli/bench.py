@@ -43,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detector-backend", choices=("onnx", "torch"), default="onnx",
                         help="run MTCNN's networks in onnxruntime (default, as the app does) or in torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--realtime", action="store_true",
+                        help="feed frames at the video's own rate, as a camera does, dropping frames that are late "
+                             "(the app keeps only the newest); reports the share of time spent processing")
     return parser
 
 
@@ -85,16 +88,25 @@ def run(args: argparse.Namespace, video: Path) -> dict:
     detector = DetectorConfig(threads=args.threads, backend=args.detector_backend)
     pipeline = build_pipeline(args.model, config, detector, device=args.device, classifier_threads=1)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
-    faces, classify_per_face, found, frames = [], [], [], 0
+    faces, classify_per_face, found, frames, dropped = [], [], [], 0, 0
     with VideoSource(video) as source:
         size = source.size
         wall = 0.0
         stream = iter(source)
-        while not args.frames or frames < args.frames:
+        opened = time.perf_counter()
+        while not args.frames or frames + dropped < args.frames:
             started = time.perf_counter()
             frame = next(stream, None)
             if frame is None:
                 break
+            if args.realtime:
+                late = started - opened - frame.timestamp
+                if late > 1 / source.fps:  # a camera would have delivered a newer frame by now
+                    dropped += 1
+                    found.append(None)
+                    continue
+                time.sleep(max(0.0, -late))
+                started = time.perf_counter()
             result = pipeline.process(frame.image, frame.index, frame.timestamp, frame.decode_ms)
             elapsed = time.perf_counter() - started
             wall += elapsed
@@ -109,6 +121,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
     pipeline.close()
     if frames == 0:
         raise SourceError(f"{video}: no frames")
+    elapsed_all = time.perf_counter() - opened
     report = {
         "video": str(video), "size": list(size), "frames": frames,
         "detect_every": f"background, every {args.detect_every}" if args.background else args.detect_every,
@@ -119,6 +132,8 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "detector_backend": args.detector_backend,
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
     }
+    if args.realtime:
+        report.update(realtime=True, frames_dropped=dropped, busy=round(wall / elapsed_all, 3))
     if args.check_recall:
         report["recall"], report["reference_faces"] = reference_recall(
             video, found, pipeline.detector.config, REFERENCE_CACHE if args.video else None)
@@ -127,12 +142,14 @@ def run(args: argparse.Namespace, video: Path) -> dict:
 
 def reference_recall(video: Path, found: list[list], config: DetectorConfig,
                      cache: Path | None = None) -> tuple[float | None, int]:
-    """Recall of the boxes found per frame against facenet-pytorch's own MTCNN on every whole frame (with
+    """Recall of the boxes found per frame (None: a frame that was dropped) against facenet-pytorch's own MTCNN on every whole frame (with
     the detector's probability and size limits), run after the timed pass so that it neither counts in
     the timings nor lends a background detector spare time."""
     matched = expected = 0
     with VideoSource(video) as source:
         for boxes, frame, rows in zip(found, source, reference_boxes(video, config, len(found), cache)):
+            if boxes is None:  # dropped by --realtime: not shown, not counted
+                continue
             height, width = frame.image.shape[:2]
             reference = [clip_box(row, width, height) for row in rows if row[4] >= config.threshold]
             reference = [box for box in reference if min(box[2] - box[0], box[3] - box[1]) >= config.min_box_size]
@@ -181,6 +198,9 @@ def print_table(report: dict) -> None:
         print(f"{stage:10s} {values['median_ms']:10.2f} {values['p95_ms']:10.2f}")
     print(f"end to end: {report['fps']:.1f} fps; {report['faces_per_frame']:.2f} faces per frame; "
           f"classify {report['classify_ms_per_face']} ms per face; peak RSS {report['peak_rss_mb']:.0f} MB")
+    if report.get("realtime"):
+        print(f"at the video's own rate: {report['frames_dropped']} frames dropped, "
+              f"processing {report['busy']:.0%} of the time")
     if "recall" in report:
         print(f"recall vs facenet-pytorch's MTCNN on whole frames (IoU >= 0.5): {report['recall']} of {report['reference_faces']} faces")
 

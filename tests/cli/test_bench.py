@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 
@@ -41,3 +42,13 @@ def test_reference_boxes_are_computed_once_per_video(tmp_path, monkeypatch):
     assert bench.reference_boxes(video, DetectorConfig(), 3, cache) == first[:3]
     with pytest.raises(AssertionError):  # more frames than kept: computed again
         bench.reference_boxes(video, DetectorConfig(), 5, cache)
+
+
+def test_bench_realtime_paces_frames_and_reports_the_time_spent(tiny_model, capsys):
+    started = time.perf_counter()
+    assert bench.main(["--frames", "15", "--json", "--realtime", "--check-recall", "--model", str(tiny_model)]) == 0
+    assert time.perf_counter() - started > 14 / 30  # the clip plays at 30 fps
+    report = json.loads(capsys.readouterr().out)
+    assert report["realtime"] and report["frames"] + report["frames_dropped"] == 15
+    assert 0 < report["busy"] < 1
+    assert report["recall"] == 1.0 and report["reference_faces"] == report["frames"]
