@@ -142,9 +142,9 @@ def run(args: argparse.Namespace, video: Path) -> dict:
 
 def reference_recall(video: Path, found: list[list], config: DetectorConfig,
                      cache: Path | None = None) -> tuple[float | None, int]:
-    """Recall of the boxes found per frame (None: a frame that was dropped) against facenet-pytorch's own MTCNN on every whole frame (with
-    the detector's probability and size limits), run after the timed pass so that it neither counts in
-    the timings nor lends a background detector spare time."""
+    """Recall of the boxes found per frame (None: a frame dropped by --realtime) against facenet-pytorch's
+    own MTCNN on every whole frame (with the detector's probability and size limits), run after the timed
+    pass so that it neither counts in the timings nor lends a background detector spare time."""
     matched = expected = 0
     with VideoSource(video) as source:
         for boxes, frame, rows in zip(found, source, reference_boxes(video, config, len(found), cache)):
@@ -202,7 +202,8 @@ def print_table(report: dict) -> None:
         print(f"at the video's own rate: {report['frames_dropped']} frames dropped, "
               f"processing {report['busy']:.0%} of the time")
     if "recall" in report:
-        print(f"recall vs facenet-pytorch's MTCNN on whole frames (IoU >= 0.5): {report['recall']} of {report['reference_faces']} faces")
+        print(f"recall vs facenet-pytorch's MTCNN on whole frames (IoU >= 0.5): {report['recall']} "
+              f"of {report['reference_faces']} faces")
 
 
 def main(argv: list[str] | None = None) -> int:
