@@ -200,13 +200,33 @@ def cut(image: np.ndarray, box, size: int) -> np.ndarray:
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _resize_all(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
+
+
+def pyramid(images: np.ndarray, scales: list[float]):
+    """The batch resized to each scale (by area averaging, as facenet-pytorch does).
+
+    Area averaging costs in proportion to the source, and twelve levels read from a 1080p frame took
+    a quarter of a detection; so a level is read from the smallest exact half, quarter, ... of the frame
+    (2x2 averages, halved while both sides are even) that is still at least four times its size: about
+    4x faster there, a few grey levels off on the smallest levels, and the same boxes as facenet-pytorch
+    on the crowd clip (recall 0.991 either way)."""
+    height, width = images.shape[1:3]
+    source, source_scale = images, 1.0
+    for scale in scales:
+        while scale <= source_scale / 4 and source.shape[1] % 2 == 0 and source.shape[2] % 2 == 0:
+            source = _resize_all(source, (source.shape[2] // 2, source.shape[1] // 2))
+            source_scale /= 2
+        yield _resize_all(source, (int(width * scale + 1), int(height * scale + 1)))
+
+
 def propose(images: np.ndarray, nets: Nets, min_face: float, threshold: float, factor: float) -> list[np.ndarray]:
     """Stage 1: P-Net over the pyramid of each image (all images at one scale in one call)."""
     count, height, width = images.shape[:3]
     found: list[list[np.ndarray]] = [[] for _ in range(count)]
-    for scale in pyramid_scales(height, width, min_face, factor):
-        size = (int(width * scale + 1), int(height * scale + 1))
-        resized = np.stack([cv2.resize(image, size, interpolation=cv2.INTER_AREA) for image in images])
+    scales = pyramid_scales(height, width, min_face, factor)
+    for scale, resized in zip(scales, pyramid(images, scales)):
         shifts, probability = nets.pnet(normalise(resized))
         for index in range(count):
             rows, cols = np.nonzero(probability[index] >= threshold)

@@ -6,7 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from app.core.mtcnn import OnnxNets, TorchNets, detect_faces, facenet_reference, nms, pyramid_scales, to_squares
+import cv2
+
+from app.core.mtcnn import (OnnxNets, TorchNets, detect_faces, facenet_reference, nms, pyramid, pyramid_scales,
+                            to_squares)
 from app.core.tracker import iou
 
 
@@ -64,6 +67,19 @@ def test_pyramid_starts_where_the_smallest_face_fills_a_cell_and_stops_at_one_ce
     scales = pyramid_scales(480, 640, min_face=20, factor=0.709)
     assert scales[0] == pytest.approx(12 / 20)
     assert 480 * scales[-1] >= 12 > 480 * scales[-1] * 0.709
+
+
+def test_pyramid_levels_read_from_halved_copies_match_levels_read_from_the_frame(astronaut):
+    frame = np.concatenate([astronaut, astronaut[::-1]], axis=1)  # 512 x 1024: even down to 1/512
+    scales = pyramid_scales(*frame.shape[:2], min_face=20, factor=0.709)
+    levels = list(pyramid(frame[None], scales))
+    assert len(levels) == len(scales)
+    for scale, level in zip(scales, levels):
+        size = (int(1024 * scale + 1), int(512 * scale + 1))
+        direct = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        assert level.shape == (1, *direct.shape)
+        difference = np.abs(level[0].astype(int) - direct).mean()  # in grey levels out of 255
+        assert difference == 0 if scale > 1 / 4 else difference < 4
 
 
 def test_squares_keep_the_centre_and_take_the_longer_side():
