@@ -66,15 +66,8 @@ def resnet9(num_classes: int) -> nn.Module:
     )
 
 
-def staged_net(
-    stages: tuple[tuple[int, ...], ...], num_classes: int, dropout: float = 0.3, hidden: int = 0
-) -> nn.Module:
-    """3x3 conv-BN-ReLU layers in stages with a 2x2 max-pool between stages, then a head.
-
-    ``hidden=0``: global average pool and one linear layer. ``hidden>0``: the last feature map is kept
-    whole (3x3 for five stages on 48 px, so the head still knows where on the face a feature fired),
-    then a hidden fully connected layer; this needs the 48 px input the models are trained at.
-    """
+def staged_net(stages: tuple[tuple[int, ...], ...], num_classes: int, dropout: float = 0.3) -> nn.Module:
+    """3x3 conv-BN-ReLU layers in stages with a 2x2 max-pool between stages, global average pool, linear."""
     layers, cin = [], 1
     for index, widths in enumerate(stages):
         if index:
@@ -82,11 +75,8 @@ def staged_net(
         for width in widths:
             layers.append(conv_bn_relu(cin, width))
             cin = width
-    if not hidden:
-        layers.append(nn.AdaptiveAvgPool2d(1))
-        return nn.Sequential(*layers, _head(cin, num_classes, 0, dropout))
-    side = 48 >> (len(stages) - 1)
-    return nn.Sequential(*layers, _head(cin * side * side, num_classes, hidden, dropout))
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    return nn.Sequential(*layers, _head(cin, num_classes, 0, dropout))
 
 
 @register("fernet")
@@ -96,13 +86,6 @@ def fernet(num_classes: int) -> nn.Module:
     0.59M parameters and about 0.27 ms a face in onnxruntime on two CPU cores (batch of 4).
     """
     return staged_net(((16,), (32, 32), (64, 64), (128, 128), (256,)), num_classes)
-
-
-@register("fernet_fc")
-def fernet_fc(num_classes: int) -> nn.Module:
-    """fernet with a fully connected head over the whole 3x3 map instead of global average pooling:
-    about 0.6M more parameters and almost no extra arithmetic."""
-    return staged_net(((16,), (32, 32), (64, 64), (128, 128), (256,)), num_classes, dropout=0.4, hidden=256)
 
 
 @register("fernet_wide")

@@ -146,18 +146,20 @@ def nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
     drops a small box lying inside a bigger one)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    # Coordinates in score order, shrunk together as boxes are suppressed: a crowded 1080p frame keeps
+    # thousands of P-Net windows, so each round is a few whole-array operations.
+    index = np.argsort(-boxes[:, 4], kind="stable")
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[index, column]) for column in range(4))
     area = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-boxes[:, 4], kind="stable")
     keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+    while index.size:
+        keep.append(index[0])
+        w = np.maximum(np.minimum(x2[0], x2[1:]) - np.maximum(x1[0], x1[1:]), 0)
+        h = np.maximum(np.minimum(y2[0], y2[1:]) - np.maximum(y1[0], y1[1:]), 0)
         overlap = w * h
-        other = np.minimum(area[best], area[rest]) if mode == "min" else area[best] + area[rest] - overlap
-        order = rest[overlap / np.maximum(other, 1e-9) <= threshold]
+        other = np.minimum(area[0], area[1:]) if mode == "min" else area[0] + area[1:] - overlap
+        left = np.flatnonzero(overlap / np.maximum(other, 1e-9) <= threshold) + 1
+        index, x1, y1, x2, y2, area = index[left], x1[left], y1[left], x2[left], y2[left], area[left]
     return np.asarray(keep, np.int64)
 
 
