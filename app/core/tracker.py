@@ -13,6 +13,7 @@ Box = tuple[float, float, float, float]
 class TrackerConfig:
     match_iou: float = 0.3  # a detection continues a track when their boxes overlap at least this much
     max_missed: int = 5  # frames a track survives without a detection before its id is retired
+    search_missed: int = 3  # frames a lost face is still looked for where it would have moved to
     prob_alpha: float = 0.35  # weight of the newest frame in the probabilities' moving average
     box_alpha: float = 0.7  # weight of the newest box; boxes follow faster than labels
     hysteresis: float = 0.08  # a new label must lead the shown one by this much probability
@@ -62,12 +63,15 @@ class FaceTracker:
         self._next_id = 1
 
     def predicted_boxes(self) -> list[Box]:
-        """Where the faces seen on the last frame should be now: their raw boxes moved by their velocity."""
-        return [
-            (t.raw_box[0] + t.velocity[0], t.raw_box[1] + t.velocity[1], t.raw_box[2] + t.velocity[0],
-             t.raw_box[3] + t.velocity[1])
-            for t in self.tracks if t.missed == 0
-        ]
+        """Where the faces seen lately should be now: their last raw boxes moved on by their velocity. A
+        face lost a few frames ago is still included (a face turned away or hidden for a moment comes back
+        without waiting for the next full detection)."""
+        boxes = []
+        for t in self.tracks:
+            if t.missed <= self.config.search_missed:
+                dx, dy = (v * (t.missed + 1) for v in t.velocity)
+                boxes.append((t.raw_box[0] + dx, t.raw_box[1] + dy, t.raw_box[2] + dx, t.raw_box[3] + dy))
+        return boxes
 
     def update(self, boxes: list[Box], scores: list[float], probs: np.ndarray) -> list[TrackedFace]:
         """Fold one frame's faces into the tracks; return the faces of this frame, in input order."""

@@ -51,6 +51,17 @@ def test_tracking_between_detections_follows_a_moving_face(detector, classifier,
     assert last_x == pytest.approx(ASTRONAUT_FACE[0] + 15, abs=6)
 
 
+def test_a_face_hidden_for_a_frame_comes_back_before_the_next_full_detection(detector, classifier, astronaut):
+    pipeline = Pipeline(detector, classifier, PipelineConfig(detect_every=10))
+    hidden = astronaut.copy()
+    x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_FACE)
+    hidden[y1:y2, x1:x2] = 120  # the face covered for one frame
+    results = [pipeline.process(frame, index=i) for i, frame in enumerate([astronaut, hidden, astronaut, astronaut])]
+    assert [r.full_detection for r in results] == [True, False, False, False]
+    assert [len(r.faces) for r in results] == [1, 0, 1, 1]
+    assert results[2].faces[0].track_id == results[0].faces[0].track_id
+
+
 def test_face_cut_by_the_frame_edge_is_classified(pipeline, astronaut):
     cut = np.ascontiguousarray(astronaut[110:, 220:])  # the top-left of the face is outside the frame
     result = pipeline.process(cut)

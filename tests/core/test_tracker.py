@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from app.core.tracker import FaceTracker, TrackerConfig
 
@@ -53,5 +54,10 @@ def test_predicted_boxes_lead_a_moving_face_by_its_velocity():
     (predicted,) = tracker.predicted_boxes()
     assert 36 < predicted[0] < 42  # the last box was at x=30; the next frame's should be near 40
     assert predicted[2] - predicted[0] == 50
+    velocity = predicted[0] - 30
+    for missed in range(1, tracker.config.search_missed + 1):  # lost: still looked for, further along
+        tracker.update([], [], np.empty((0, 7), np.float32))
+        (predicted,) = tracker.predicted_boxes()
+        assert predicted[0] == pytest.approx(30 + velocity * (missed + 1))
     tracker.update([], [], np.empty((0, 7), np.float32))
-    assert tracker.predicted_boxes() == []  # only faces seen on the last frame are carried
+    assert tracker.predicted_boxes() == []  # lost for longer than search_missed frames: given up
