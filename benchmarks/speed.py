@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 LEVERS = [
     ("full detection every frame", ["--detect-every", "1"]),
     ("full detection every 5th frame", ["--detect-every", "5"]),
+    ("full detection every 7th frame", ["--detect-every", "7"]),
     ("full detection every 10th frame", ["--detect-every", "10"]),
     ("every 5th frame, MTCNN's networks in torch", ["--detect-every", "5", "--detector-backend", "torch"]),
     ("second thread, back to back", ["--background", "--detect-every", "1"]),

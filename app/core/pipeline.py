@@ -127,13 +127,14 @@ class Pipeline:
             self._background.close()
 
     def _find_faces(self, image: np.ndarray) -> tuple[list[Detection], bool]:
-        """Full detection every ``detect_every`` frames (or when nothing is tracked), else refinement."""
+        """Full detection every ``detect_every`` frames (or when no face was seen on the last frame), else
+        refinement of the faces seen lately."""
         live = self.tracker.predicted_boxes()
         if self._background is not None:
             return self._background.find(image, live)
         due = self._frames_since_detection % max(1, self.config.detect_every) == 0
         self._frames_since_detection += 1
-        if due or not live:
+        if due or not self.tracker.seen_last_frame():
             self._frames_since_detection = 1
             return self.detector.detect(image), True
         refined = [d for d in self.detector.refine(image, live) if d is not None]

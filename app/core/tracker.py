@@ -73,6 +73,9 @@ class FaceTracker:
                 boxes.append((t.raw_box[0] + dx, t.raw_box[1] + dy, t.raw_box[2] + dx, t.raw_box[3] + dy))
         return boxes
 
+    def seen_last_frame(self) -> bool:
+        return any(t.missed == 0 for t in self.tracks)
+
     def update(self, boxes: list[Box], scores: list[float], probs: np.ndarray) -> list[TrackedFace]:
         """Fold one frame's faces into the tracks; return the faces of this frame, in input order."""
         pairs = sorted(

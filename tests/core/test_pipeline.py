@@ -53,12 +53,24 @@ def test_tracking_between_detections_follows_a_moving_face(detector, classifier,
 
 def test_a_face_hidden_for_a_frame_comes_back_before_the_next_full_detection(detector, classifier, astronaut):
     pipeline = Pipeline(detector, classifier, PipelineConfig(detect_every=10))
+    two = np.ascontiguousarray(np.concatenate([astronaut, astronaut], axis=1))  # two faces, 512 px apart
+    hidden = two.copy()
+    x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_FACE)
+    hidden[y1:y2, x1:x2] = 120  # the left face covered for one frame
+    results = [pipeline.process(frame, index=i) for i, frame in enumerate([two, hidden, two, two])]
+    assert [r.full_detection for r in results] == [True, False, False, False]
+    assert [len(r.faces) for r in results] == [2, 1, 2, 2]
+    left = [min(r.faces, key=lambda face: face.box[0]) for r in (results[0], results[2])]
+    assert left[0].track_id == left[1].track_id and left[1].box[0] < 256
+
+
+def test_a_stream_whose_faces_are_all_lost_looks_again_at_once(detector, classifier, astronaut):
+    pipeline = Pipeline(detector, classifier, PipelineConfig(detect_every=10))
     hidden = astronaut.copy()
     x1, y1, x2, y2 = (int(v) for v in ASTRONAUT_FACE)
-    hidden[y1:y2, x1:x2] = 120  # the face covered for one frame
-    results = [pipeline.process(frame, index=i) for i, frame in enumerate([astronaut, hidden, astronaut, astronaut])]
-    assert [r.full_detection for r in results] == [True, False, False, False]
-    assert [len(r.faces) for r in results] == [1, 0, 1, 1]
+    hidden[y1:y2, x1:x2] = 120
+    results = [pipeline.process(frame, index=i) for i, frame in enumerate([astronaut, hidden, astronaut])]
+    assert [r.full_detection for r in results] == [True, False, True]
     assert results[2].faces[0].track_id == results[0].faces[0].track_id
 
 
