@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models import create_model
 from training import labels as schemes
 from training.augment import AugmentConfig
-from training.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from training.datasets import SplitData, class_counts, load_splits
+from training.distill import distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
 )
@@ -67,6 +69,9 @@ class TrainConfig:
     skip_bad: bool
     out: str
     amp: bool = False  # bfloat16 autocast (helps on GPUs; measured no faster on this CPU)
+    teacher: tuple[str, ...] = ()  # checkpoints or run folders whose predictions are mixed into the targets
+    distill: float = 0.5  # share of the teachers' probabilities in each training target
+    distill_temperature: float = 2.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -74,6 +79,7 @@ class TrainConfig:
         values["data"] = tuple(str(p) for p in args.data)
         values["ferplus"] = str(args.ferplus) if args.ferplus else None
         values["init"] = str(args.init) if args.init else None
+        values["teacher"] = tuple(str(p) for p in args.teacher)
         values["out"] = str(args.out)
         values["label_map"] = dict(item.split("=", 1) for item in args.label_map)
         values["threads"] = args.threads if args.threads is not None else 0
@@ -111,6 +117,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
     optim.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
     optim.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
+    optim.add_argument("--teacher", type=Path, action="append", default=[], metavar="RUN_OR_CHECKPOINT",
+                       help="distil from this trained model of the same classes (a run folder means its best.pt); "
+                            "repeat to average several")
+    optim.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
+                       help="share of the teachers' probabilities in each target (with --teacher)")
+    optim.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+                       help="softens the teachers' probabilities as softmax(logits / T)")
     optim.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
     optim.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off)")
     aug = parser.add_argument_group("augmentation")
@@ -215,6 +228,13 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         train.soft = None
     if len(train) == 0 or len(val) == 0:
         raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; both are needed")
+    if cfg.teacher:
+        base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
+        try:
+            train.soft = distilled_targets([Path(p) for p in cfg.teacher], train.images, base, list(class_names),
+                                           cfg.distill, cfg.distill_temperature, device)
+        except (CheckpointError, ValueError) as err:
+            raise SystemExit(f"fer-train: {err}") from None
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
         log.info("train %d faces (%s); val %d; test %d", len(train), counts, len(val), len(splits["test"]))

@@ -39,7 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--background", action="store_true",
                         help="full detection in a second thread, started every K frames at most (--detect-every K; "
                              "1: as often as it finishes)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads for detection (default 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for detection (default: 2, or 1 with --background, as the app chooses)")
     parser.add_argument("--detector-backend", choices=("onnx", "torch"), default="onnx",
                         help="run MTCNN's networks in onnxruntime (default, as the app does) or in torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "classify_ms_per_face": round(float(np.median(classify_per_face)), 4) if classify_per_face else None,
         "faces_per_frame": round(float(np.mean(faces)), 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "detector_backend": args.detector_backend,
+        "detector_backend": args.detector_backend, "detector_threads": pipeline.detector.config.threads,
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
     }
     if args.realtime:
@@ -191,7 +192,8 @@ def reference_boxes(video: Path, config: DetectorConfig, frames: int,
 
 def print_table(report: dict) -> None:
     print(f"{report['video']}  {report['size'][0]}x{report['size'][1]}  {report['frames']} frames  "
-          f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']}  "
+          f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']} "
+          f"({report['detector_threads']} threads)  "
           f"classifier {report['classifier_device']}")
     print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
     for stage, values in report["stages"].items():

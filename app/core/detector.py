@@ -40,7 +40,7 @@ class DetectorConfig:
     window: float = 2.0  # side of the window searched again around an unsure box, in box sides
     window_pixels: int = 96  # the window's side after resizing: the face is about half of it
     device: str = "auto"  # auto, cpu or cuda
-    threads: int = 1  # CPU threads: MTCNN is as fast on one as on two, which leaves a core free
+    threads: int = 0  # CPU threads; 0: build_pipeline chooses (see detector_threads)
     backend: str = "onnx"  # onnx (onnxruntime) or torch (facenet-pytorch's modules)
 
 

@@ -150,3 +150,23 @@ def test_a_late_detection_is_followed_to_the_current_frame(detector, astronaut):
     assert iou(ASTRONAUT_FACE, now) == 0  # the detected box alone no longer touches the face
     assert iou(caught, now) > 0.7
     assert background._frames == []
+
+
+def test_detection_threads_leave_the_live_view_a_core_and_use_both_otherwise(tiny_model):
+    from app.core.detector import DetectorConfig
+    from app.core.factory import build_pipeline, detector_threads
+
+    live, inline = PipelineConfig(background_detection=True), PipelineConfig()
+    assert detector_threads(live, cores=2) == 1
+    assert detector_threads(inline, cores=2) == 2 and detector_threads(inline, cores=16) == 2
+    assert detector_threads(inline, cores=1) == 1 and detector_threads(inline, "torch", cores=2) == 1
+    built = build_pipeline(tiny_model, live, device="cpu")
+    assert built.detector.config.threads == 1
+    built.close()
+    built = build_pipeline(tiny_model, inline, DetectorConfig(threads=3), device="cpu")
+    assert built.detector.config.threads == 3  # an explicit count is kept
+    session = built.detector._nets._sessions["pnet"]
+    assert session.get_session_options().intra_op_num_threads == 3
+    # pool threads sleep between calls instead of spinning on cores the frame loop needs
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    built.close()

@@ -99,3 +99,30 @@ def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
                       "--amp", "--cutmix", "--scale", "0.1")
     assert cli.main(args) == 0
     assert load_checkpoint(run / "best.pt")["classes"][-1] == "contempt"
+
+
+def test_distillation_mixes_the_teachers_probabilities_into_the_targets(synthetic, tmp_path):
+    from training.datasets import load_splits
+    from training.distill import distilled_targets, teacher_probabilities
+    from training.labels import FER2013
+
+    teacher = tmp_path / "teacher"
+    assert cli.main(train_args(synthetic, teacher, "--epochs", "3")) == 0
+    train = load_splits([synthetic["csv"]], "fer2013")["train"]
+    onehot = torch.nn.functional.one_hot(train.labels, 7).float()
+    warm = teacher_probabilities(teacher, train.images, list(FER2013), 1.0)
+    hot = teacher_probabilities(teacher, train.images, list(FER2013), 4.0)
+    assert torch.allclose(warm.sum(1), torch.ones(len(train)), atol=1e-5)
+    assert torch.equal(warm.argmax(1), hot.argmax(1))  # a temperature softens, it does not reorder
+    entropy = lambda p: -(p * p.log()).sum(1).mean()  # noqa: E731
+    assert entropy(hot) > entropy(warm)
+    mixed = distilled_targets([teacher, teacher / "best.pt"], train.images, onehot, list(FER2013), 0.25, 1.0)
+    assert torch.allclose(mixed, 0.75 * onehot + 0.25 * warm, atol=1e-6)
+
+    student = tmp_path / "student"
+    assert cli.main(train_args(synthetic, student, "--epochs", "1", "--teacher", str(teacher), "--distill", "0.7")) == 0
+    config = json.loads((student / "config.json").read_text())
+    assert config["teacher"] == [str(teacher)] and config["distill"] == 0.7
+    with pytest.raises(SystemExit, match="the teacher's classes"):
+        cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
+                            "--teacher", str(teacher)))
