@@ -40,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="full detection in a second thread, started every K frames at most (--detect-every K; "
                              "1: as often as it finishes)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for detection (default: 2, or 1 with --background, as the app chooses)")
+                        help="CPU threads for detection (default: 2, as the app uses)")
     parser.add_argument("--detector-backend", choices=("onnx", "torch"), default="onnx",
                         help="run MTCNN's networks in onnxruntime (default, as the app does) or in torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
