@@ -41,17 +41,20 @@ def teacher_probabilities(path: Path, images: torch.Tensor, classes: list[str], 
     return softened / softened.sum(1, keepdim=True)
 
 
-def distilled_targets(teachers: list[Path], images: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                      weight: float, temperature: float, device: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)``."""
+def check_settings(weight: float, temperature: float) -> None:
     if not 0 <= weight <= 1:
         raise ValueError(f"the distillation weight must lie in [0, 1], not {weight}")
     if temperature <= 0:
         raise ValueError(f"the distillation temperature must be positive, not {temperature}")
-    taught = torch.zeros_like(targets)
+
+
+def distilled_targets(teachers: list[Path], images: torch.Tensor, targets: torch.Tensor, classes: list[str],
+                      weight: float, temperature: float, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)``."""
+    check_settings(weight, temperature)
+    taught, labels = torch.zeros_like(targets), targets.argmax(1)
     for path in teachers:
         probs = teacher_probabilities(path, images, classes, temperature, device)
-        labels = targets.argmax(1)
         log.info("teacher %s agrees with %.4f of the training labels", teacher_checkpoint(path),
                  float((probs.argmax(1) == labels).float().mean()))
         taught += probs / len(teachers)

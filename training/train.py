@@ -21,7 +21,7 @@ from training import labels as schemes
 from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from training.datasets import SplitData, class_counts, load_splits
-from training.distill import distilled_targets
+from training.distill import check_settings, distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
 )
@@ -336,6 +336,11 @@ def main(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise SystemExit("fer-train train: --data and --out are required (or --resume RUN_DIR)")
     cfg = TrainConfig.from_args(args)
+    if cfg.teacher:
+        try:
+            check_settings(cfg.distill, cfg.distill_temperature)
+        except ValueError as err:
+            raise SystemExit(f"fer-train train: {err}") from None
     if launched_rank() == 0:  # under torchrun, one process owns the run folder
         prepare_run_dir(Path(cfg.out), args.overwrite)
         (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

@@ -63,7 +63,7 @@ def open_session(path: Path, device: str = "auto", threads: int = 0):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     # Idle pool threads would otherwise spin for a while after each call, on cores that decoding, the other
-    # network and the UI need: a 1080p detection on two threads took 310 ms spinning, 230 ms not.
+    # network and the UI need: a 1080p detection on two threads took 320 ms spinning, 230 ms not.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=choose_providers(device))
 

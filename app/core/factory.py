@@ -27,7 +27,7 @@ def detector_threads(config: PipelineConfig, backend: str = "onnx", cores: int |
 
     With ONNX Runtime's threads sleeping between calls (see open_session) a 1080p detection takes 230 ms on
     two cores against 310 on one, and the frame loop still gets its share: on the crowd clip fed at its own
-    rate, background detection found 0.79-0.82 of the faces on two threads against 0.75 on one. facenet-pytorch's
-    torch modules are no faster on two."""
+    rate, background detection found 0.79-0.82 of the faces on two threads against 0.75 on one.
+    facenet-pytorch's torch modules are no faster on two."""
     cores = cores or os.cpu_count() or 1
     return 1 if backend != "onnx" else min(2, cores)

@@ -123,6 +123,9 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
     assert cli.main(train_args(synthetic, student, "--epochs", "1", "--teacher", str(teacher), "--distill", "0.7")) == 0
     config = json.loads((student / "config.json").read_text())
     assert config["teacher"] == [str(teacher)] and config["distill"] == 0.7
+    with pytest.raises(SystemExit, match="weight must lie in"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(teacher), "--distill", "1.5"))
+    assert not (tmp_path / "bad").exists()  # refused before a run folder is made
     with pytest.raises(SystemExit, match="the teacher's classes"):
         cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
                             "--teacher", str(teacher)))
