@@ -8,6 +8,7 @@ and averaged over the teachers; training then mixes them into the labels' target
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -41,7 +42,11 @@ def teacher_probabilities(path: Path, images: torch.Tensor, classes: list[str], 
     return softened / softened.sum(1, keepdim=True)
 
 
-def check_settings(weight: float, temperature: float) -> None:
+def check_settings(weight: float, temperature: float, teachers: Sequence[Path] = ()) -> None:
+    """Refuse what would otherwise stop the run only after its folder is made and its data loaded."""
+    for path in teachers:
+        if not teacher_checkpoint(path).is_file():
+            raise ValueError(f"{teacher_checkpoint(path)}: no such teacher checkpoint")
     if not 0 <= weight <= 1:
         raise ValueError(f"the distillation weight must lie in [0, 1], not {weight}")
     if temperature <= 0:

@@ -338,7 +338,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_args(args)
     if cfg.teacher:
         try:
-            check_settings(cfg.distill, cfg.distill_temperature)
+            check_settings(cfg.distill, cfg.distill_temperature, [Path(p) for p in cfg.teacher])
         except ValueError as err:
             raise SystemExit(f"fer-train train: {err}") from None
     if launched_rank() == 0:  # under torchrun, one process owns the run folder

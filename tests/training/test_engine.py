@@ -126,6 +126,9 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
     with pytest.raises(SystemExit, match="weight must lie in"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(teacher), "--distill", "1.5"))
     assert not (tmp_path / "bad").exists()  # refused before a run folder is made
+    with pytest.raises(SystemExit, match="no such teacher checkpoint"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(tmp_path / "missing")))
+    assert not (tmp_path / "bad").exists()
     with pytest.raises(SystemExit, match="the teacher's classes"):
         cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
                             "--teacher", str(teacher)))
