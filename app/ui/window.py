@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.files: list[tuple[Path, object]] = []  # dropped pictures and their results
         self.file_index = 0
         self.live_spec = source or StreamSpec(camera=self.prefs.camera)
+        self._source_started = False
         self.recording = False
         self._arrivals: list[float] = []  # monotonic times of shown frames, for the fps figure
         remembered = self.prefs.model
@@ -172,8 +173,11 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"fer-emotion — {classifier.path.name} ({len(classifier.info.labels)} classes)")
             self._follow_model_in_use()
             self.prefs.model = classifier.path  # remembered only once it has loaded
-        if not self.files:
-            self.worker.play(self.live_spec)
+        if not self._source_started:
+            # Only the first load starts the camera: a model swapped later keeps whatever is playing.
+            self._source_started = True
+            if not self.files:
+                self.worker.play(self.live_spec)
 
     def _load_failed(self, message: str) -> None:
         self._status(message)

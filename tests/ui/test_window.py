@@ -242,9 +242,13 @@ def test_model_menu_lists_the_shipped_models_and_ticks_the_one_in_use(qtbot, mak
     entries = {Path(act.data()): act for act in window.model_actions.actions()}
     assert set(entries) == set(shipped_models()) and default_model_path() in entries
     assert not any(act.isChecked() for act in entries.values())  # the test's tiny model is in use
+    statuses = []
+    window.worker.status.connect(statuses.append)
     with qtbot.waitSignal(window.worker.loaded, timeout=30000):
         entries[default_model_path()].trigger()
     assert window.worker.pipeline.classifier.path == default_model_path()
+    first_result(qtbot, window)
+    assert not any(text.startswith("Playing") for text in statuses)  # the swap did not restart the source
     assert entries[default_model_path()].isChecked()
     assert Preferences().model == default_model_path()
     broken = tmp_path / "broken.onnx"
