@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths, Qt, QThread, QTimer, Signal
@@ -25,6 +26,7 @@ READABLE = sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES)
 DROP_HINT = "Drop images ({}) or a video ({})".format(
     ", ".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES)), ", ".join(sorted(s.lstrip(".") for s in VIDEO_SUFFIXES)))
 MAX_CAMERAS = 5
+MESSAGE_HOLD_S = 4.0  # a message keeps the status bar this long before the frame rate takes it back
 
 
 def droppable_paths(mime) -> list[Path] | None:
@@ -69,6 +71,7 @@ class MainWindow(QMainWindow):
         self._source_started = False
         self.recording = False
         self._arrivals: list[float] = []  # monotonic times of shown frames, for the fps figure
+        self._message_until = 0.0  # monotonic time until which the status bar keeps its message
         remembered = self.prefs.model
         self.model_path = model or (remembered if remembered and remembered.is_file() else None)
         self._build_actions()
@@ -189,6 +192,7 @@ class MainWindow(QMainWindow):
 
     def _status(self, text: str) -> None:
         self.status_label.setText(text)
+        self._message_until = time.monotonic() + MESSAGE_HOLD_S  # not overwritten by the next frame's fps
         if self.current is None:
             self.view.show_message(text)
 
@@ -205,10 +209,10 @@ class MainWindow(QMainWindow):
         self.view.show_frame(to_qimage(result.image), result.faces, self.selected)
 
     def _update_status(self, result) -> None:
-        import time
-
         now = time.monotonic()
         self._arrivals = [t for t in self._arrivals if now - t < 2.0] + [now]
+        if now < self._message_until:
+            return
         fps = (len(self._arrivals) - 1) / (self._arrivals[-1] - self._arrivals[0]) if len(self._arrivals) > 1 else 0.0
         stages = " · ".join(f"{k} {v:.1f}" for k, v in result.timings.items() if k != "decode")
         faces = len(result.faces)
@@ -356,12 +360,12 @@ class MainWindow(QMainWindow):
 
     def refresh_cameras(self) -> None:
         """Ask the worker to probe the cameras (off the GUI thread); the list fills when it answers."""
-        self.status_label.setText("Looking for cameras…")
+        self._status("Looking for cameras…")
         self.worker.find_cameras(MAX_CAMERAS)
 
     def _cameras_found(self, found: list) -> None:
         self._fill_cameras(found)
-        self.status_label.setText(f"{len(found)} camera{'s' * (len(found) != 1)} found" if found else "No camera found.")
+        self._status(f"{len(found)} camera{'s' * (len(found) != 1)} found" if found else "No camera found.")
 
     def _fill_cameras(self, indices: list[int]) -> None:
         self.camera_box.clear()
