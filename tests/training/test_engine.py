@@ -25,7 +25,7 @@ def epochs_in(run):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-@pytest.mark.parametrize("arch", ["fernet", "fernet_s2", "cnn", "resnet9", "B16_N4_FC1_K3_AP20", "resnet18"])
+@pytest.mark.parametrize("arch", ["fernet", "fernet_s2", "fernet_std", "cnn", "resnet9", "B16_N4_FC1_K3_AP20", "resnet18"])
 def test_one_epoch_smoke_per_family(synthetic, tmp_path, arch):
     run = tmp_path / arch
     assert cli.main(train_args(synthetic, run, "--arch", arch, "--epochs", "1")) == 0

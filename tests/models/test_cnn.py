@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from models import create_model
+
+
+def faces(seed: int = 0) -> torch.Tensor:
+    return torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("arch, invariant", [("fernet_std", True), ("fernet", False)])
+def test_standardised_net_ignores_exposure_and_contrast(arch, invariant):
+    torch.manual_seed(0)
+    model = create_model(arch, 8).eval()
+    for module in model.modules():  # trained-like BatchNorm statistics, so the plain net is not invariant by accident
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+    x = faces()
+    with torch.no_grad():
+        same = torch.allclose(model(x), model(x * 0.4 + 0.7), atol=1e-4)
+    assert same is invariant
+
+
+def test_flat_head_sees_where_a_feature_is():
+    torch.manual_seed(0)
+    flat, averaged = create_model("fernet_flat", 8).eval(), create_model("fernet", 8).eval()
+    assert sum(p.numel() for p in flat.parameters()) - sum(p.numel() for p in averaged.parameters()) == 256 * 8 * 8
+    with torch.no_grad():
+        features = torch.zeros(1, 256, 3, 3)
+        features[0, :, 0, 0] = 1.0
+        moved = features.roll(shifts=(2, 2), dims=(2, 3))
+        head = flat[-1]
+        assert not torch.allclose(head(features), head(moved))
