@@ -72,5 +72,13 @@ def _concat(chunks, num_classes: int) -> SplitData:
     )
 
 
+def floored(soft: torch.Tensor, floor: float) -> torch.Tensor:
+    """Soft targets with probabilities below ``floor`` set to zero and each row renormalised; a row with
+    nothing at or above ``floor`` (votes spread evenly) is kept as it was."""
+    kept = soft * (soft >= floor)
+    total = kept.sum(1, keepdim=True)
+    return torch.where(total > 0, kept / total.clamp_min(1e-12), soft)
+
+
 def class_counts(split: SplitData, num_classes: int) -> list[int]:
     return torch.bincount(split.labels, minlength=num_classes).tolist()

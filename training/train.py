@@ -20,7 +20,7 @@ from models import create_model
 from training import labels as schemes
 from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
-from training.datasets import SplitData, class_counts, load_splits
+from training.datasets import SplitData, class_counts, floored, load_splits
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
@@ -72,6 +72,7 @@ class TrainConfig:
     teacher: tuple[str, ...] = ()  # checkpoints or run folders whose predictions are mixed into the targets
     distill: float = 0.5  # share of the teachers' probabilities in each training target
     distill_temperature: float = 2.0
+    soft_floor: float = 0.0  # soft target probabilities below this are dropped (FER+ single votes: about 0.1)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -98,6 +99,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--ferplus", type=Path, help="FER+ vote file aligned row by row with the first --data")
     data.add_argument("--labels", choices=sorted(schemes.SCHEMES), default="fer2013", help="label scheme")
     data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the majority")
+    data.add_argument("--soft-floor", type=float, default=0.0, metavar="P",
+                      help="with --soft: drop target probabilities below P and renormalise (0.15 drops FER+ "
+                           "emotions only one annotator saw)")
     data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
                       help="map a source's class name onto a scheme label")
     data.add_argument("--skip-bad", action="store_true", help="skip malformed CSV rows instead of stopping")
@@ -226,6 +230,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     train, val = splits["train"], splits["val"]
     if not cfg.soft:
         train.soft = None
+    elif cfg.soft_floor:
+        train.soft = floored(train.soft, cfg.soft_floor)
     if len(train) == 0 or len(val) == 0:
         raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; both are needed")
     if cfg.teacher:
@@ -341,6 +347,8 @@ def main(args: argparse.Namespace) -> int:
             check_settings(cfg.distill, cfg.distill_temperature, [Path(p) for p in cfg.teacher])
         except ValueError as err:
             raise SystemExit(f"fer-train train: {err}") from None
+    if cfg.soft_floor and (not cfg.soft or not 0 < cfg.soft_floor < 1):
+        raise SystemExit("fer-train train: --soft-floor takes a probability between 0 and 1 and needs --soft")
     if launched_rank() == 0:  # under torchrun, one process owns the run folder
         prepare_run_dir(Path(cfg.out), args.overwrite)
         (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

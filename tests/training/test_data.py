@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from training.data import DataError, read_fer_csv, read_folder, read_votes
-from training.datasets import load_splits
+from training.datasets import floored, load_splits
 from tests.training.conftest import SPLITS
 
 
@@ -71,3 +71,13 @@ def test_ferplus_soft_targets(synthetic):
     np.testing.assert_allclose(train.soft.sum(1).numpy(), 1.0)
     # row 0 is angry: 8 anger votes and 2 neutral votes
     np.testing.assert_allclose(train.soft[0].numpy(), [0.2, 0, 0, 0, 0.8, 0, 0, 0], atol=1e-6)
+
+
+def test_soft_floor_drops_lone_votes_and_keeps_even_rows():
+    import torch
+
+    soft = torch.tensor([[0.1, 0.0, 0.7, 0.2], [0.25, 0.25, 0.25, 0.25]])
+    kept = floored(soft, 0.15)
+    torch.testing.assert_close(kept[0], torch.tensor([0.0, 0.0, 7 / 9, 2 / 9]))
+    torch.testing.assert_close(kept[1], soft[1])  # nothing reaches 0.3 below: the row stays as it was
+    torch.testing.assert_close(floored(soft, 0.3)[1], soft[1])

@@ -99,6 +99,14 @@ def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
                       "--amp", "--cutmix", "--scale", "0.1")
     assert cli.main(args) == 0
     assert load_checkpoint(run / "best.pt")["classes"][-1] == "contempt"
+    floored = tmp_path / "floored"
+    assert cli.main(train_args(synthetic, floored, "--epochs", "1", "--labels", "ferplus", "--ferplus",
+                               str(synthetic["votes"]), "--soft", "--soft-floor", "0.25")) == 0
+    assert json.loads((floored / "config.json").read_text())["soft_floor"] == 0.25
+    for bad in (["--soft-floor", "0.25"], ["--soft", "--soft-floor", "1.5"]):
+        with pytest.raises(SystemExit, match="--soft-floor takes a probability"):
+            cli.main(train_args(synthetic, tmp_path / "bad", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]), *bad))
+        assert not (tmp_path / "bad").exists()
 
 
 def test_distillation_mixes_the_teachers_probabilities_into_the_targets(synthetic, tmp_path):
