@@ -230,7 +230,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     train, val = splits["train"], splits["val"]
     if not cfg.soft:
         train.soft = None
-    elif cfg.soft_floor:
+    elif cfg.soft_floor and train.soft is not None:  # hard-label sources have no distribution to floor
         train.soft = floored(train.soft, cfg.soft_floor)
     if len(train) == 0 or len(val) == 0:
         raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; both are needed")
