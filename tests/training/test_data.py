@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from training.data import DataError, read_fer_csv, read_folder, read_votes
 from training.datasets import floored, load_splits
@@ -74,10 +75,8 @@ def test_ferplus_soft_targets(synthetic):
 
 
 def test_soft_floor_drops_lone_votes_and_keeps_even_rows():
-    import torch
-
     soft = torch.tensor([[0.1, 0.0, 0.7, 0.2], [0.25, 0.25, 0.25, 0.25]])
     kept = floored(soft, 0.15)
     torch.testing.assert_close(kept[0], torch.tensor([0.0, 0.0, 7 / 9, 2 / 9]))
-    torch.testing.assert_close(kept[1], soft[1])  # nothing reaches 0.3 below: the row stays as it was
-    torch.testing.assert_close(floored(soft, 0.3)[1], soft[1])
+    torch.testing.assert_close(kept[1], soft[1])
+    torch.testing.assert_close(floored(soft, 0.3)[1], soft[1])  # nothing reaches 0.3: the row stays as it was
