@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,43 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, cfg: LossConf
     return per_class.sum(1).mean()
 
 
+@contextmanager
+def frozen_norm_stats(model: nn.Module):
+    """BatchNorm layers normalise with the batch as usual but leave their running statistics alone."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - momentum) * running + momentum * batch
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
+def sharpness_aware_grads(model: nn.Module, forward_loss, rho: float) -> None:
+    """Replace the gradients in ``model`` with those at the worst nearby weights (SAM, Foret et al. 2021).
+
+    The weights move by ``rho`` along the current gradient's direction, ``forward_loss()`` is back-propagated
+    there, and the weights move back; the optimiser then steps from the original weights with the new gradients.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    scale = rho / (norm + 1e-12)
+    steps = []
+    with torch.no_grad():
+        for p in params:
+            step = p.grad * scale
+            p.add_(step)
+            steps.append(step)
+            p.grad = None
+    with frozen_norm_stats(model):
+        forward_loss().backward()
+    with torch.no_grad():
+        for p, step in zip(params, steps):
+            p.sub_(step)
+
+
 def batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int = 0, world: int = 1):
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order[rank::world]
@@ -46,7 +84,9 @@ def train_one_epoch(
     model: nn.Module, data: SplitData, optimizer, scheduler, epoch: int, *, batch_size: int, mean: float, std: float,
     augment_cfg: AugmentConfig, loss_cfg: LossConfig, generator: torch.Generator, ema=None, rank: int = 0,
     world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True, amp: bool = False,
+    sam: float = 0.0,
 ) -> dict[str, float]:
+    """One pass over ``data``; ``sam`` > 0 takes each step with sharpness-aware gradients of that radius."""
     model.train()
     num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
@@ -59,11 +99,18 @@ def train_one_epoch(
         if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:
             x, target = mix(x, target, loss_cfg.mixup, loss_cfg.cutmix, generator)
         x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-        loss = soft_cross_entropy(logits.float(), target, loss_cfg)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+        def forward_loss(x=x, target=target):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            return logits, soft_cross_entropy(logits.float(), target, loss_cfg)
+
+        logits, loss = forward_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sam:
+            sharpness_aware_grads(model, lambda: forward_loss()[1], sam)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

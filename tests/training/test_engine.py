@@ -140,3 +140,44 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
     with pytest.raises(SystemExit, match="the teacher's classes"):
         cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
                             "--teacher", str(teacher)))
+
+
+def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_norm_statistics_alone():
+    from training.engine import sharpness_aware_grads
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    loss = lambda net: torch.nn.functional.cross_entropy(net(x), y)  # noqa: E731
+    loss(model).backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    weights = [p.detach().clone() for p in model.parameters()]
+    stats = model[1].running_mean.clone()
+
+    # The same gradient by hand: a copy moved 0.5 along the normalised gradient, differentiated there.
+    uphill = __import__("copy").deepcopy(model)
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in plain]))
+    with torch.no_grad():
+        for p, g in zip(uphill.parameters(), plain):
+            p.add_(0.5 * g / norm)
+    uphill.zero_grad()
+    loss(uphill).backward()
+
+    sharpness_aware_grads(model, lambda: loss(model), 0.5)
+    for p, w, g, expected in zip(model.parameters(), weights, plain, uphill.parameters()):
+        assert torch.allclose(p, w, atol=1e-6)  # the weights are back where they were
+        assert torch.allclose(p.grad, expected.grad, atol=1e-5)
+    assert not all(torch.allclose(p.grad, g) for p, g in zip(model.parameters(), plain))
+    assert torch.equal(model[1].running_mean, stats)  # the uphill pass did not touch the running statistics
+    assert model[1].momentum == 0.1
+
+
+def test_sam_option_trains_and_is_refused_below_zero(synthetic, tmp_path):
+    run = tmp_path / "sam"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1", "--sam", "0.05")) == 0
+    assert json.loads((run / "config.json").read_text())["sam"] == 0.05
+    assert epochs_in(run) == [1]
+    with pytest.raises(SystemExit, match="--sam takes a radius"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--sam", "-0.1"))
+    assert not (tmp_path / "bad").exists()
