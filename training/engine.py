@@ -37,16 +37,16 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, cfg: LossConf
 
 @contextmanager
 def frozen_norm_stats(model: nn.Module):
-    """BatchNorm layers normalise with the batch as usual but leave their running statistics alone."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running = (1 - momentum) * running + momentum * batch
+    """BatchNorm layers normalise with the batch as usual; their running statistics are put back afterwards."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{name: b.clone() for name, b in m.named_buffers(recurse=False)} for m in norms]
     try:
         yield
     finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
+        with torch.no_grad():
+            for m, buffers in zip(norms, saved):
+                for name, b in m.named_buffers(recurse=False):
+                    b.copy_(buffers[name])
 
 
 def sharpness_aware_grads(model: nn.Module, forward_loss, rho: float) -> None:
