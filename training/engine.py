@@ -23,6 +23,7 @@ class LossConfig:
     mixup: float = 0.0  # Beta(alpha, alpha); 0 turns mixing off
     cutmix: bool = False
     mix_prob: float = 0.5
+    sam: float = 0.0  # sharpness-aware radius for each step's gradient; 0 takes plain steps
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
@@ -84,9 +85,7 @@ def train_one_epoch(
     model: nn.Module, data: SplitData, optimizer, scheduler, epoch: int, *, batch_size: int, mean: float, std: float,
     augment_cfg: AugmentConfig, loss_cfg: LossConfig, generator: torch.Generator, ema=None, rank: int = 0,
     world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True, amp: bool = False,
-    sam: float = 0.0,
 ) -> dict[str, float]:
-    """One pass over ``data``; ``sam`` > 0 takes each step with sharpness-aware gradients of that radius."""
     model.train()
     num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
@@ -109,8 +108,8 @@ def train_one_epoch(
         logits, loss = forward_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if sam:
-            sharpness_aware_grads(model, lambda: forward_loss()[1], sam)
+        if loss_cfg.sam:
+            sharpness_aware_grads(model, lambda: forward_loss()[1], loss_cfg.sam)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()

@@ -196,7 +196,7 @@ def loss_config(cfg: TrainConfig, train: SplitData, num_classes: int) -> LossCon
     if cfg.class_weights:
         counts = torch.tensor(class_counts(train, num_classes), dtype=torch.float32).clamp(min=1)
         weights = counts.sum() / (num_classes * counts)
-    return LossConfig(cfg.label_smoothing, weights, cfg.mixup, cfg.cutmix)
+    return LossConfig(cfg.label_smoothing, weights, cfg.mixup, cfg.cutmix, sam=cfg.sam)
 
 
 def write_metrics_row(path: Path, row: dict) -> None:
@@ -284,7 +284,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         stats = train_one_epoch(
             trained, train, optimizer, scheduler, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
             augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank, amp=cfg.amp,
-            world=dist_info.world, device=device, progress=progress and dist_info.is_main, sam=cfg.sam)
+            world=dist_info.world, device=device, progress=progress and dist_info.is_main)
         stats["train_loss"] = all_reduce_mean(stats["train_loss"], dist_info)
         stats["train_acc"] = all_reduce_mean(stats["train_acc"], dist_info)
         if not dist_info.is_main:
