@@ -31,3 +31,17 @@ def test_flat_head_sees_where_a_feature_is():
         moved = features.roll(shifts=(2, 2), dims=(2, 3))
         head = flat[-1]
         assert not torch.allclose(head(features), head(moved))
+
+
+def test_residual_net_adds_each_stage_input_to_its_second_layer():
+    from models.cnn import Residual
+
+    torch.manual_seed(0)
+    residual, plain = create_model("fernet_res", 8).eval(), create_model("fernet", 8).eval()
+    assert sum(p.numel() for p in residual.parameters()) == sum(p.numel() for p in plain.parameters())
+    blocks = [m for m in residual.modules() if isinstance(m, Residual)]
+    assert [b.body[0][0].in_channels for b in blocks] == [32, 64, 128]
+    torch.nn.init.zeros_(blocks[0].body[0][0].weight)  # a body that outputs zero leaves only the input
+    x = torch.rand(2, 32, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(blocks[0](x), x)
