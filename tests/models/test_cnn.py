@@ -45,3 +45,20 @@ def test_residual_net_adds_each_stage_input_to_its_second_layer():
     x = torch.rand(2, 32, 24, 24)
     with torch.no_grad():
         assert torch.equal(blocks[0](x), x)
+
+
+def test_squeeze_excite_scales_each_channel_by_a_gate_from_its_mean():
+    from models.cnn import SqueezeExcite
+
+    torch.manual_seed(0)
+    net = create_model("fernet_se", 7).eval()
+    gates = [m for m in net.modules() if isinstance(m, SqueezeExcite)]
+    assert [g.gate[1].in_channels for g in gates] == [128, 256]  # after the 6 px and 3 px stages
+    excite = gates[0]
+    torch.nn.init.zeros_(excite.gate[3].weight)
+    with torch.no_grad():
+        excite.gate[3].bias.copy_(torch.linspace(-3, 3, 128))
+        x = torch.rand(2, 128, 6, 6)
+        expected = x * torch.sigmoid(torch.linspace(-3, 3, 128)).view(1, 128, 1, 1)
+        assert torch.allclose(excite(x), expected)
+        assert net(torch.rand(3, 1, 48, 48)).shape == (3, 7)
