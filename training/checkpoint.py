@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -29,15 +30,43 @@ def save_checkpoint(state: dict, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict:
+def run_checkpoint(path: Path) -> Path:
+    """A run folder stands for its ``best.pt``; any other path is taken to be a checkpoint file."""
+    return path / "best.pt" if path.is_dir() else path
+
+
+def _read(path: Path) -> object:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as err:  # torch raises many kinds for a file that is not a checkpoint
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+
+
+def _is_checkpoint(state: object) -> bool:
+    return isinstance(state, dict) and "model" in state and "config" in state
+
+
+def load_checkpoint(path: Path) -> dict:
+    state = _read(path)
+    if not _is_checkpoint(state):
         raise CheckpointError(f"{path}: not a fer-train checkpoint (no model and config)")
+    return state
+
+
+def initial_weights(path: Path, classes: Sequence[str]) -> dict:
+    """The weights a run starts from (``fer-train train --init``): a run folder's ``best.pt`` or another fer-train
+    checkpoint (its scored weights, the averaged ones when that run kept an EMA) for the same classes, or a plain
+    state dict."""
+    source = run_checkpoint(path)
+    state = _read(source)
+    if _is_checkpoint(state):
+        if "classes" in state and list(state["classes"]) != list(classes):
+            raise CheckpointError(f"{source}: its classes {list(state['classes'])} are not this run's {list(classes)}")
+        return state["model"]
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise CheckpointError(f"{source}: neither a fer-train checkpoint nor a state dict")
     return state
 
 

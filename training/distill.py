@@ -14,20 +14,16 @@ from pathlib import Path
 import torch
 
 from models import create_model
-from training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, run_checkpoint
 from training.engine import predict
 
 log = logging.getLogger(__name__)
 
 
-def teacher_checkpoint(path: Path) -> Path:
-    return path / "best.pt" if path.is_dir() else path
-
-
 def teacher_probabilities(path: Path, images: torch.Tensor, classes: list[str], temperature: float,
                           device: torch.device = torch.device("cpu")) -> torch.Tensor:
     """One teacher's softened probabilities (N, C) on uint8 faces (N, S, S)."""
-    checkpoint = teacher_checkpoint(path)
+    checkpoint = run_checkpoint(path)
     state = load_checkpoint(checkpoint)
     if list(state["classes"]) != list(classes):
         raise CheckpointError(f"{checkpoint}: the teacher's classes {state['classes']} are not this run's {classes}")
@@ -45,8 +41,8 @@ def teacher_probabilities(path: Path, images: torch.Tensor, classes: list[str], 
 def check_settings(weight: float, temperature: float, teachers: Sequence[Path] = ()) -> None:
     """Refuse what would otherwise stop the run only after its folder is made and its data loaded."""
     for path in teachers:
-        if not teacher_checkpoint(path).is_file():
-            raise ValueError(f"{teacher_checkpoint(path)}: no such teacher checkpoint")
+        if not run_checkpoint(path).is_file():
+            raise ValueError(f"{run_checkpoint(path)}: no such teacher checkpoint")
     if not 0 <= weight <= 1:
         raise ValueError(f"the distillation weight must lie in [0, 1], not {weight}")
     if temperature <= 0:
@@ -60,7 +56,7 @@ def distilled_targets(teachers: list[Path], images: torch.Tensor, targets: torch
     taught, labels = torch.zeros_like(targets), targets.argmax(1)
     for path in teachers:
         probs = teacher_probabilities(path, images, classes, temperature, device)
-        log.info("teacher %s agrees with %.4f of the training labels", teacher_checkpoint(path),
+        log.info("teacher %s agrees with %.4f of the training labels", run_checkpoint(path),
                  float((probs.argmax(1) == labels).float().mean()))
         taught += probs / len(teachers)
     return (1 - weight) * targets + weight * taught

@@ -19,7 +19,9 @@ from torch import nn
 from models import create_model
 from training import labels as schemes
 from training.augment import AugmentConfig
-from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from training.checkpoint import (
+    CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
+)
 from training.datasets import SplitData, class_counts, floored, load_splits
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
@@ -108,7 +110,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--skip-bad", action="store_true", help="skip malformed CSV rows instead of stopping")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", default="fernet", help="architecture name (see `fer-train models`)")
-    model.add_argument("--init", type=Path, help="a local state dict to start from")
+    model.add_argument("--init", type=Path, metavar="RUN_OR_CHECKPOINT",
+                       help="start from these weights: a run folder (its best.pt), a fer-train checkpoint "
+                            "of the same classes, or a state dict")
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     optim.add_argument("--batch-size", type=int, default=128, help="faces per step (per process under torchrun)")
@@ -251,7 +255,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
 
     model = create_model(cfg.arch, len(class_names))
     if cfg.init:
-        load_model_state(model, torch.load(cfg.init, map_location="cpu", weights_only=True), cfg.arch, Path(cfg.init))
+        try:
+            load_model_state(model, initial_weights(Path(cfg.init), class_names), cfg.arch, Path(cfg.init))
+        except CheckpointError as err:
+            raise SystemExit(f"fer-train: {err}") from None
     model = model.to(device, memory_format=torch.channels_last)
     steps_per_epoch = len(train) // dist_info.world // cfg.batch_size
     optimizer, scheduler = build_optimizer(cfg, model, max(1, steps_per_epoch * cfg.epochs))
@@ -351,6 +358,8 @@ def main(args: argparse.Namespace) -> int:
             check_settings(cfg.distill, cfg.distill_temperature, [Path(p) for p in cfg.teacher])
         except ValueError as err:
             raise SystemExit(f"fer-train train: {err}") from None
+    if cfg.init and not run_checkpoint(Path(cfg.init)).is_file():
+        raise SystemExit(f"fer-train train: {run_checkpoint(Path(cfg.init))}: no such checkpoint to start from")
     if cfg.soft_floor and (not cfg.soft or not 0 < cfg.soft_floor < 1):
         raise SystemExit("fer-train train: --soft-floor takes a probability between 0 and 1 and needs --soft")
     if cfg.sam < 0:

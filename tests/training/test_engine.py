@@ -10,7 +10,8 @@ import torch
 
 from models import create_model
 from training import cli
-from training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
+from training.labels import FER2013
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -90,6 +91,36 @@ def test_checkpoint_from_another_architecture_is_refused(synthetic, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_init_starts_from_a_run_folder_a_checkpoint_or_a_state_dict(synthetic, tmp_path):
+    source = tmp_path / "source"
+    assert cli.main(train_args(synthetic, source, "--epochs", "3")) == 0
+    trained = load_checkpoint(source / "best.pt")
+    torch.save(trained["model"], tmp_path / "plain.pt")
+    for path in (source, source / "best.pt", tmp_path / "plain.pt"):
+        weights = initial_weights(path, FER2013)
+        assert weights.keys() == trained["model"].keys()
+        assert all(torch.equal(weights[name], trained["model"][name]) for name in weights)
+
+    # a run that barely moves its weights scores what it started from; from scratch it scores far less
+    def first_val(run, *extra):
+        assert cli.main(train_args(synthetic, run, "--epochs", "1", "--lr", "1e-6", *extra)) == 0
+        with (run / "metrics.csv").open(newline="") as handle:
+            return float(next(csv.DictReader(handle))["val_acc"])
+    best = max(float(row["val_acc"]) for row in csv.DictReader((source / "metrics.csv").open(newline="")))
+    assert best >= 0.5
+    assert first_val(tmp_path / "warm", "--init", str(source)) >= best - 0.15
+    assert first_val(tmp_path / "cold") < best - 0.3
+
+    with pytest.raises(CheckpointError, match="are not this run's"):
+        initial_weights(source, ["a", "b"])
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="neither a fer-train checkpoint nor a state dict"):
+        initial_weights(tmp_path / "list.pt", FER2013)
+    with pytest.raises(SystemExit, match="no such checkpoint to start from"):
+        cli.main(train_args(synthetic, tmp_path / "missing_run", "--init", str(tmp_path / "missing")))
+    assert not (tmp_path / "missing_run").exists()
 
 
 def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
