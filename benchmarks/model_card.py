@@ -32,13 +32,17 @@ def main() -> int:
     parser.add_argument("--hardware", required=True)
     parser.add_argument("--speed", default="", help="measured speed line")
     parser.add_argument("--note", action="append", default=[], help="a known weakness or remark")
+    parser.add_argument("--first-phase", type=Path, metavar="RUN_DIR",
+                        help="the run this one started from (its --init), counted in the training time")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
     config = json.loads((args.run / "config.json").read_text())
-    with (args.run / "metrics.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    minutes = sum(float(r["epoch_s"]) for r in rows) / 60
+    rows = metrics_rows(args.run)
+    first = metrics_rows(args.first_phase) if args.first_phase else []
+    minutes = sum(float(r["epoch_s"]) for r in first + rows) / 60
+    epochs = f"{len(first)} + {len(rows)} epochs (the second phase from the first's best weights)" if first \
+        else f"{len(rows)} epochs"
     best = max(rows, key=lambda r: float(r["val_acc"]))
     info = EmotionClassifier(args.model, device="cpu").info
     params = sum(p.numel() for p in create_model(config["arch"], len(info.labels)).parameters())
@@ -55,8 +59,9 @@ def main() -> int:
         f"- **Architecture**: `{config['arch']}`, {params:,} parameters, input 48x48 gray, "
         f"normalised as (x/255 - {info.mean}) / {info.std}; crop margin {info.crop_margin}",
         f"- **Precision**: {info.extra.get('precision', 'float32')}",
-        f"- **Training**: {len(rows)} epochs, {minutes:.0f} min on {args.hardware}; "
-        f"best validation epoch {best['epoch']} (selected on the validation split only)",
+        f"- **Training**: {epochs}, {minutes:.0f} min on {args.hardware}; "
+        f"best validation epoch {best['epoch']}{' of the second phase' if first else ''} "
+        "(selected on the validation split only)",
         f"- **Created**: {info.created}", "",
         "## Reproduce", "", "```bash", args.command, args.export_command, "```", "",
         "## Validation results", "",
@@ -79,6 +84,11 @@ def main() -> int:
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {confusion}")
     return 0
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def precision_of(model: Path) -> str:
