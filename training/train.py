@@ -254,7 +254,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         log.info("train %d faces (%s); val %d; test %d", len(train), counts, len(val), len(splits["test"]))
 
     model = create_model(cfg.arch, len(class_names))
-    if cfg.init:
+    if cfg.init and resume_state is None:  # a resumed run has its own weights; its --init source may be gone
         try:
             load_model_state(model, initial_weights(Path(cfg.init), class_names), cfg.arch, Path(cfg.init))
         except CheckpointError as err:

@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,11 @@ def train_args(synthetic, out, *extra):
 def epochs_in(run):
     with (run / "metrics.csv").open(newline="") as handle:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def val_accuracies(run):
+    with (run / "metrics.csv").open(newline="") as handle:
+        return [float(row["val_acc"]) for row in csv.DictReader(handle)]
 
 
 @pytest.mark.parametrize("arch", ["fernet", "fernet_s2", "fernet_std", "cnn", "resnet9", "B16_N4_FC1_K3_AP20", "resnet18"])
@@ -106,9 +112,8 @@ def test_init_starts_from_a_run_folder_a_checkpoint_or_a_state_dict(synthetic, t
     # a run that barely moves its weights scores what it started from; from scratch it scores far less
     def first_val(run, *extra):
         assert cli.main(train_args(synthetic, run, "--epochs", "1", "--lr", "1e-6", *extra)) == 0
-        with (run / "metrics.csv").open(newline="") as handle:
-            return float(next(csv.DictReader(handle))["val_acc"])
-    best = max(float(row["val_acc"]) for row in csv.DictReader((source / "metrics.csv").open(newline="")))
+        return val_accuracies(run)[0]
+    best = max(val_accuracies(source))
     assert best >= 0.5
     assert first_val(tmp_path / "warm", "--init", str(source)) >= best - 0.15
     assert first_val(tmp_path / "cold") < best - 0.3
@@ -121,6 +126,13 @@ def test_init_starts_from_a_run_folder_a_checkpoint_or_a_state_dict(synthetic, t
     with pytest.raises(SystemExit, match="no such checkpoint to start from"):
         cli.main(train_args(synthetic, tmp_path / "missing_run", "--init", str(tmp_path / "missing")))
     assert not (tmp_path / "missing_run").exists()
+
+    # a resumed run continues from its own checkpoint, even once its --init source is gone
+    resumed = tmp_path / "resumed"
+    assert cli.main(train_args(synthetic, resumed, "--init", str(source), "--stop-after", "1")) == 0
+    shutil.rmtree(source)
+    assert cli.main(["train", "--resume", str(resumed), "--no-progress"]) == 0
+    assert epochs_in(resumed) == [1, 2]
 
 
 def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
