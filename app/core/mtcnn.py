@@ -37,18 +37,12 @@ class Nets(Protocol):
     def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4), (N,)
 
 
-class OnnxNets:
-    def __init__(self, device: str = "auto", threads: int = 1, folder: Path | None = None) -> None:
-        from app.core.classifier import open_session
-
-        folder = folder or mtcnn_folder()
-        self._sessions = {name: open_session(folder / f"{name}.onnx", device, threads)
-                          for name in ("pnet", "rnet", "onet")}
-        in_use = self._sessions["pnet"].get_providers()[0]
-        self.device = "CUDA" if in_use == "CUDAExecutionProvider" else "CPU"
+class _Stages:
+    """The three stages on top of a backend's ``_run(name, batch)``, which returns the network's outputs
+    in facenet-pytorch's order (regression, [landmarks,] two-class probabilities)."""
 
     def _run(self, name: str, batch: np.ndarray) -> list[np.ndarray]:
-        return self._sessions[name].run(None, {"input": np.ascontiguousarray(batch, np.float32)})
+        raise NotImplementedError
 
     def pnet(self, batch):
         regression, probability = self._run("pnet", batch)
@@ -63,7 +57,23 @@ class OnnxNets:
         return regression, probability[:, 1]
 
 
-class TorchNets:
+class OnnxNets(_Stages):
+    """The networks exported to ONNX (assets/mtcnn), run by onnxruntime (CPU or CUDA)."""
+
+    def __init__(self, device: str = "auto", threads: int = 1, folder: Path | None = None) -> None:
+        from app.core.classifier import open_session
+
+        folder = folder or mtcnn_folder()
+        self._sessions = {name: open_session(folder / f"{name}.onnx", device, threads)
+                          for name in ("pnet", "rnet", "onet")}
+        in_use = self._sessions["pnet"].get_providers()[0]
+        self.device = "CUDA" if in_use == "CUDAExecutionProvider" else "CPU"
+
+    def _run(self, name: str, batch: np.ndarray) -> list[np.ndarray]:
+        return self._sessions[name].run(None, {"input": np.ascontiguousarray(batch, np.float32)})
+
+
+class TorchNets(_Stages):
     """facenet-pytorch's modules (torch CPU or CUDA)."""
 
     def __init__(self, device: str = "auto", threads: int = 1) -> None:
@@ -83,18 +93,6 @@ class TorchNets:
         tensor = self._torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self._device)
         with self._torch.inference_mode():
             return [t.cpu().numpy() for t in self._nets[name](tensor)]
-
-    def pnet(self, batch):
-        regression, probability = self._run("pnet", batch)
-        return regression, probability[:, 1]
-
-    def rnet(self, batch):
-        regression, probability = self._run("rnet", batch)
-        return regression, probability[:, 1]
-
-    def onet(self, batch):
-        regression, _landmarks, probability = self._run("onet", batch)
-        return regression, probability[:, 1]
 
 
 def facenet_reference(min_face: float, thresholds, factor: float):
