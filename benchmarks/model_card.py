@@ -9,7 +9,6 @@ Copies the confusion matrix next to the card as NAME_confusion.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
@@ -20,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 from app.core.classifier import EmotionClassifier  # noqa: E402
 from models import create_model  # noqa: E402
+from training.train import read_metrics  # noqa: E402
 
 
 def main() -> int:
@@ -38,8 +38,8 @@ def main() -> int:
     args = parser.parse_args()
 
     config = json.loads((args.run / "config.json").read_text())
-    rows = metrics_rows(args.run)
-    first = metrics_rows(args.first_phase) if args.first_phase else []
+    rows = read_metrics(args.run / "metrics.csv")
+    first = read_metrics(args.first_phase / "metrics.csv") if args.first_phase else []
     minutes = sum(float(r["epoch_s"]) for r in first + rows) / 60
     epochs = f"{len(first)} + {len(rows)} epochs (the second phase from the first's best weights)" if first \
         else f"{len(rows)} epochs"
@@ -84,11 +84,6 @@ def main() -> int:
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {confusion}")
     return 0
-
-
-def metrics_rows(run: Path) -> list[dict]:
-    with (run / "metrics.csv").open(newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def precision_of(model: Path) -> str:

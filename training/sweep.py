@@ -10,7 +10,7 @@ from pathlib import Path
 
 from models import create_model
 from models.cnn import RESBLOCK_GRID
-from training.train import TrainConfig, prepare_run_dir, run_training
+from training.train import TrainConfig, prepare_run_dir, read_metrics, run_training
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +35,7 @@ def evaluate_run(run: Path, cfg: TrainConfig) -> dict:
 
 
 def epoch_seconds(run: Path) -> float:
-    with (run / "metrics.csv").open(newline="") as handle:
-        times = [float(row["epoch_s"]) for row in csv.DictReader(handle)]
+    times = [float(row["epoch_s"]) for row in read_metrics(run / "metrics.csv")]
     return sum(times) / len(times)
 
 

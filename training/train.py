@@ -203,6 +203,12 @@ def loss_config(cfg: TrainConfig, train: SplitData, num_classes: int) -> LossCon
     return LossConfig(cfg.label_smoothing, weights, cfg.mixup, cfg.cutmix, sam=cfg.sam)
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """A run's metrics.csv as one dict of strings per epoch."""
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def write_metrics_row(path: Path, row: dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as handle:
@@ -322,8 +328,7 @@ def truncate_metrics(path: Path, epoch: int) -> None:
     """Drop rows of epochs after the checkpoint's: a run killed after writing a row, before its checkpoint."""
     if not path.exists():
         return
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_metrics(path)
     kept = [row for row in rows if int(row["epoch"]) <= epoch]
     if len(kept) != len(rows):
         with path.open("w", newline="") as handle:

@@ -1,4 +1,3 @@
-import csv
 import json
 import shutil
 import signal
@@ -13,6 +12,7 @@ from models import create_model
 from training import cli
 from training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
 from training.labels import FER2013
+from training.train import read_metrics
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -23,13 +23,11 @@ def train_args(synthetic, out, *extra):
 
 
 def epochs_in(run):
-    with (run / "metrics.csv").open(newline="") as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+    return [int(row["epoch"]) for row in read_metrics(run / "metrics.csv")]
 
 
 def val_accuracies(run):
-    with (run / "metrics.csv").open(newline="") as handle:
-        return [float(row["val_acc"]) for row in csv.DictReader(handle)]
+    return [float(row["val_acc"]) for row in read_metrics(run / "metrics.csv")]
 
 
 @pytest.mark.parametrize("arch", ["fernet", "fernet_s2", "fernet_std", "cnn", "resnet9", "B16_N4_FC1_K3_AP20", "resnet18"])
