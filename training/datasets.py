@@ -82,3 +82,24 @@ def floored(soft: torch.Tensor, floor: float) -> torch.Tensor:
 
 def class_counts(split: SplitData, num_classes: int) -> list[int]:
     return torch.bincount(split.labels, minlength=num_classes).tolist()
+
+
+def level_eyes(images: torch.Tensor, min_prob: float = 0.7) -> torch.Tensor:
+    """Faces (uint8 N x S x S) turned about their centres so the eyes are level, with the app's rule for
+    crops (``app.core.crop.usable_roll``): MTCNN's O-Net reads the landmarks on each whole face; faces it
+    doubts (probability below ``min_prob``) stay as they are."""
+    from app.core.crop import turn, usable_roll
+    from app.core.mtcnn import OnnxNets, face_rolls
+
+    faces = images.numpy()
+    rolls, probs = face_rolls(faces, OnnxNets(device="cpu"))
+    turned = faces.copy()
+    count = 0
+    for index in np.flatnonzero(probs >= min_prob):
+        roll = usable_roll(rolls[index])
+        if roll:
+            turned[index] = turn(faces[index], roll)
+            count += 1
+    log.info("eyes levelled on %d of %d faces (|roll| over 10 degrees: %d)", count, len(faces),
+             int(np.sum((probs >= min_prob) & (np.abs(rolls) > 10))))
+    return torch.from_numpy(turned)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from training import labels as schemes
-from training.datasets import load_splits
+from training.datasets import level_eyes, load_splits
 from training.metrics import confusion_matrix, format_report, report
 from training.plots import plot_confusion
 
@@ -60,18 +60,22 @@ def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> 
     return probs, names, cfg["labels"]
 
 
-def scheme_of(path: Path) -> str | None:
+def scheme_and_align(path: Path) -> tuple[str | None, str]:
+    """The model's label scheme and how it wants faces turned (``align``: none or eyes)."""
     if path.suffix == ".onnx":
         from app.core.classifier import EmotionClassifier
 
-        return EmotionClassifier(path, device="cpu").info.extra.get("scheme")
+        extra = EmotionClassifier(path, device="cpu").info.extra
+        return extra.get("scheme"), extra.get("align", "none")
     from training.checkpoint import load_checkpoint
 
-    return load_checkpoint(path)["config"]["labels"]
+    cfg = load_checkpoint(path)["config"]
+    return cfg["labels"], cfg.get("align", "none")
 
 
 def main(args: argparse.Namespace) -> int:
-    scheme = args.labels or scheme_of(args.model) or "fer2013"
+    own_scheme, align = scheme_and_align(args.model)
+    scheme = args.labels or own_scheme or "fer2013"
     splits = load_splits(args.data, scheme, args.ferplus, skip_bad=args.skip_bad)
     split_name = {"training": "train", "publictest": "val", "privatetest": "test"}.get(args.split.lower(), args.split)
     if split_name not in splits:
@@ -79,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     data = splits[split_name]
     if len(data) == 0:
         raise SystemExit(f"fer-train eval: the {split_name} split has no labelled faces in {', '.join(map(str, args.data))}")
-    images = data.images.numpy()
+    images = (level_eyes(data.images) if align == "eyes" else data.images).numpy()
     reader = onnx_probabilities if args.model.suffix == ".onnx" else checkpoint_probabilities
     probs, names, _ = reader(args.model, images, args.tta == "flip")
     expected = list(schemes.SCHEMES[scheme])

@@ -42,7 +42,8 @@ def model_info(state: dict, tta: str = "none") -> ModelInfo:
         created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         metrics={"val_acc": round(float(val.get("val_acc", 0.0)), 4), "epoch": int(state.get("epoch", 0))},
         extra={"framework": f"torch {torch.__version__}", "scheme": cfg["labels"],
-               **({"tta": tta} if tta != "none" else {})},
+               **({"tta": tta} if tta != "none" else {}),
+               **({"align": cfg["align"]} if cfg.get("align", "none") != "none" else {})},
     )
 
 

@@ -22,7 +22,7 @@ from training.augment import AugmentConfig
 from training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
-from training.datasets import SplitData, class_counts, floored, load_splits
+from training.datasets import SplitData, class_counts, floored, level_eyes, load_splits
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
@@ -76,6 +76,7 @@ class TrainConfig:
     distill_temperature: float = 2.0
     soft_floor: float = 0.0  # soft target probabilities below this are dropped (FER+ single votes: about 0.1)
     sam: float = 0.0  # sharpness-aware minimisation radius (0: plain steps)
+    align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -108,6 +109,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
                       help="map a source's class name onto a scheme label")
     data.add_argument("--skip-bad", action="store_true", help="skip malformed CSV rows instead of stopping")
+    data.add_argument("--align", choices=("none", "eyes"), default="none",
+                      help="eyes: turn every face so its eyes are level (MTCNN's landmarks); the exported model "
+                           "asks the app to turn each face's crop the same way")
     model = parser.add_argument_group("model")
     model.add_argument("--arch", default="fernet", help="architecture name (see `fer-train models`)")
     model.add_argument("--init", type=Path, metavar="RUN_OR_CHECKPOINT",
@@ -148,7 +152,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     pre = parser.add_argument_group("preprocessing (stored in the model)")
     pre.add_argument("--mean", type=float, default=0.5, help="input = (pixel/255 - mean) / std")
     pre.add_argument("--std", type=float, default=0.25, help="see --mean")
-    pre.add_argument("--crop-margin", type=float, default=0.15, help="margin the app adds around a detected face")
+    pre.add_argument("--crop-margin", type=float, default=0.0,
+                     help="margin the app adds around a detected face, as a share of its side (FER2013's faces "
+                          "fill their images about as MTCNN's box does: 0)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, help="run folder (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -242,6 +248,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     splits = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
                          cfg.label_map, skip_bad=cfg.skip_bad)
     train, val = splits["train"], splits["val"]
+    if cfg.align == "eyes":
+        train.images, val.images = level_eyes(train.images), level_eyes(val.images)
     if not cfg.soft:
         train.soft = None
     elif cfg.soft_floor and train.soft is not None:  # hard-label sources have no distribution to floor

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.core.mtcnn import Nets, cut, detect_faces, make_nets, normalise
+from app.core.mtcnn import Nets, cut, detect_faces, eye_roll, make_nets, normalise
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ Box = tuple[float, float, float, float]
 class Detection:
     box: Box  # x1, y1, x2, y2 in frame pixels, clipped to the frame
     score: float
+    roll: float = 0.0  # degrees the line between the eyes turns from level (O-Net's landmarks; see eye_roll)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class FaceDetector:
         if min(height, width) < 12:
             return []
         found = self._cascade(np.ascontiguousarray(frame[None, :, :, :3]), self.config.min_face_size)[0]
-        detections = [Detection(clip_box(row, width, height), float(row[4])) for row in found
+        detections = [Detection(clip_box(row, width, height), float(row[4]), float(row[5])) for row in found
                       if row[4] >= self.config.threshold]
         return [d for d in detections if self._big_enough(d.box)]
 
@@ -71,10 +72,10 @@ class FaceDetector:
             return []
         height, width = frame.shape[:2]
         squares = [square(box) for box in boxes]
-        regression, probs = self._nets.onet(normalise(np.stack([cut(frame, box, 48) for box in squares])))
+        regression, probs, landmarks = self._nets.onet(normalise(np.stack([cut(frame, box, 48) for box in squares])))
         refined: list[Detection | None] = []
         unsure: list[int] = []
-        for box, shift, prob in zip(squares, regression, probs):
+        for box, shift, prob, roll in zip(squares, regression, probs, eye_roll(landmarks)):
             if prob < self.config.refine_threshold:
                 unsure.append(len(refined))
                 refined.append(None)
@@ -82,7 +83,7 @@ class FaceDetector:
             x1, y1, x2, y2 = box
             w, h = x2 - x1 + 1, y2 - y1 + 1
             moved = clip_box((x1 + shift[0] * w, y1 + shift[1] * h, x2 + shift[2] * w, y2 + shift[3] * h), width, height)
-            refined.append(Detection(moved, float(prob)) if self._big_enough(moved) else None)
+            refined.append(Detection(moved, float(prob), float(roll)) if self._big_enough(moved) else None)
         if unsure:
             for index, found in zip(unsure, self.search_windows(frame, [boxes[i] for i in unsure])):
                 refined[index] = found
@@ -118,7 +119,7 @@ class FaceDetector:
             distance = np.hypot((moved[0] + moved[2] - box[0] - box[2]) / 2,
                                 (moved[1] + moved[3] - box[1] - box[3]) / 2) / side
             if distance < best_distance and 0.5 < moved_side / side < 2.0 and self._big_enough(moved):
-                best, best_distance = Detection(moved, float(candidate[4])), distance
+                best, best_distance = Detection(moved, float(candidate[4]), float(candidate[5])), distance
         return best
 
     def _big_enough(self, box: Box) -> bool:

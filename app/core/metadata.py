@@ -28,7 +28,7 @@ class ModelInfo:
     grayscale: bool = True
     mean: float = 0.5
     std: float = 0.25
-    crop_margin: float = 0.15
+    crop_margin: float = 0.0
     emoji: dict[str, str] = field(default_factory=dict)
     dataset: str = ""
     arch: str = ""

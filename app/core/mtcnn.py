@@ -26,7 +26,8 @@ def mtcnn_folder() -> Path:
 
 
 class Nets(Protocol):
-    """The three networks on normalised NCHW float32 batches; probabilities are the face class's."""
+    """The three networks on normalised NCHW float32 batches; probabilities are the face class's; O-Net also
+    gives five landmarks (eyes, nose, mouth corners) as the x of each, then the y, in shares of its patch."""
 
     device: str  # "CPU" or "CUDA"
 
@@ -34,7 +35,7 @@ class Nets(Protocol):
 
     def rnet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4), (N,)
 
-    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...  # (N,4), (N,)
+    def onet(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...  # (N,4), (N,), (N,10)
 
 
 class _Stages:
@@ -53,8 +54,8 @@ class _Stages:
         return regression, probability[:, 1]
 
     def onet(self, batch):
-        regression, _landmarks, probability = self._run("onet", batch)
-        return regression, probability[:, 1]
+        regression, landmarks, probability = self._run("onet", batch)
+        return regression, probability[:, 1], landmarks
 
 
 class OnnxNets(_Stages):
@@ -118,6 +119,28 @@ def make_nets(backend: str = "onnx", device: str = "auto", threads: int = 1) -> 
     if backend == "torch":
         return TorchNets(device, threads)
     raise ValueError(f"unknown detector backend {backend!r} (use onnx or torch)")
+
+
+def eye_roll(landmarks: np.ndarray) -> np.ndarray:
+    """Degrees the line between the eyes turns from level on square patches, from O-Net's landmarks:
+    positive where the eye on the image's right is lower (the image's y axis points down)."""
+    return np.degrees(np.arctan2(landmarks[:, 6] - landmarks[:, 5], landmarks[:, 1] - landmarks[:, 0]))
+
+
+def face_rolls(faces: np.ndarray, nets: Nets, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """O-Net on whole face crops (gray uint8, N x S x S), each taken as the face's box: the roll of each
+    face (see ``eye_roll``) and O-Net's probability that it is a face."""
+    rolls, probs = [], []
+    for start in range(0, len(faces), batch):
+        chunk = faces[start:start + batch]
+        if chunk.shape[1:] != (48, 48):
+            chunk = _resize_all(chunk, (48, 48))
+        _, prob, landmarks = nets.onet(normalise(np.repeat(chunk[..., None], 3, axis=3)))
+        rolls.append(eye_roll(landmarks))
+        probs.append(prob)
+    if not rolls:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(rolls).astype(np.float32), np.concatenate(probs).astype(np.float32)
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
@@ -249,19 +272,23 @@ def propose(images: np.ndarray, nets: Nets, min_face: float, threshold: float, f
 def check(images: np.ndarray, boxes: list[np.ndarray], net, side: int, threshold: float, mode: str) -> list[np.ndarray]:
     """Stages 2 and 3: every image's boxes cut, resized to ``side`` and scored in one call; the kept
     boxes suppressed (overlap 0.7) and regressed: R-Net suppresses first, O-Net regresses first and
-    compares overlaps with the smaller box (``mode`` min)."""
+    compares overlaps with the smaller box (``mode`` min). A net that gives landmarks (O-Net) adds each
+    box's eye roll (``eye_roll``) as a sixth column."""
     counts = [len(b) for b in boxes]
     if sum(counts) == 0:
         return boxes
     patches = np.stack([cut(image, box, side) for image, image_boxes in zip(images, boxes) for box in image_boxes])
-    shifts, probability = net(normalise(patches))
+    shifts, probability, *landmarks = net(normalise(patches))
+    rolls = eye_roll(landmarks[0]) if landmarks else None
     kept, start = [], 0
     for image_boxes, count in zip(boxes, counts):
         score, shift = probability[start:start + count], shifts[start:start + count]
-        start += count
         keep = score >= threshold
-        chosen = image_boxes[keep].copy()
+        chosen = image_boxes[keep, :5].copy()
         chosen[:, 4] = score[keep]
+        if rolls is not None:
+            chosen = np.column_stack([chosen, rolls[start:start + count][keep]]).astype(np.float32)
+        start += count
         shift = shift[keep]
         if mode == "min":
             chosen = regress(chosen, shift)
@@ -275,7 +302,7 @@ def check(images: np.ndarray, boxes: list[np.ndarray], net, side: int, threshold
 def detect_faces(images: np.ndarray, nets: Nets, min_face: float = 20, thresholds=(0.6, 0.7, 0.7),
                  factor: float = 0.709) -> list[np.ndarray]:
     """Faces in each image of a batch (N x H x W x 3 uint8 RGB, one size): per image, rows of
-    x1, y1, x2, y2, probability."""
+    x1, y1, x2, y2, probability, eye roll in degrees."""
     boxes = propose(images, nets, min_face, thresholds[0], factor)
     boxes = check(images, boxes, nets.rnet, 24, thresholds[1], "union")
     boxes = [to_squares(b) for b in boxes]

@@ -13,6 +13,7 @@ TITLES = {
     "fer2013.onnx": "Emotions, 7 classes (FER2013)",
     "ferplus.onnx": "Emotions, 8 classes with contempt (FER+)",
     "engagement.onnx": "Engagement: angry, bored, focused, neutral",
+    "fer2013_level.onnx": "Emotions, 7 classes, for tilted heads (FER2013, eyes levelled)",
 }
 
 

@@ -1,4 +1,6 @@
+import cv2
 import numpy as np
+import pytest
 
 from app.core.tracker import iou
 from tests.conftest import ASTRONAUT_FACE
@@ -59,3 +61,22 @@ def test_search_windows_answers_each_box_in_order(detector, astronaut):
     found = detector.search_windows(astronaut, [(400, 400, 500, 500), ASTRONAUT_FACE])
     assert found[0] is None
     assert found[1] is not None and iou(found[1].box, ASTRONAUT_FACE) > 0.6
+
+
+def tilted(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The image turned counter-clockwise about the astronaut's face, which then rolls by -degrees."""
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    matrix = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+
+
+def test_every_way_of_finding_a_face_measures_its_roll(detector, astronaut):
+    (level,) = detector.detect(astronaut)
+    assert abs(level.roll) < 8
+    for degrees in (-25, 25):
+        frame = tilted(astronaut, degrees)
+        (found,) = detector.detect(frame)
+        (refined,) = detector.refine(frame, [ASTRONAUT_FACE])
+        (searched,) = detector.search_windows(frame, [ASTRONAUT_FACE])
+        for face in (found, refined, searched):
+            assert face.roll - level.roll == pytest.approx(-degrees, abs=6)

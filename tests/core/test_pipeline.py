@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -169,3 +170,23 @@ def test_detection_runs_on_two_threads_that_sleep_between_calls(tiny_model):
     # pool threads sleep between calls instead of spinning on cores the frame loop needs
     assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     built.close()
+
+
+def test_a_model_trained_on_level_eyes_gets_its_faces_turned_upright(detector, tmp_path, astronaut):
+    from app.core.classifier import EmotionClassifier
+    from app.core.crop import crop_faces
+    from tests.conftest import tiny_model_info, write_linear_onnx
+
+    info = tiny_model_info(extra={"align": "eyes"})
+    aligned = EmotionClassifier(write_linear_onnx(tmp_path / "aligned.onnx", info.to_props()), device="cpu")
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    frame = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), 30, 1.0),
+                           astronaut.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    (detection,) = detector.detect(frame)
+    assert detection.roll < -20
+    (face,) = Pipeline(detector, aligned).process(frame).faces
+    turned = aligned(crop_faces(frame, [detection.box], 48, 0.15, [detection.roll]))[0]
+    plain = aligned(crop_faces(frame, [detection.box], 48, 0.15))[0]
+    probs = np.array([face.probs[label] for label in LABELS])
+    np.testing.assert_allclose(probs, turned, atol=1e-5)
+    assert np.abs(probs - plain).max() > 1e-3

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from training.data import DataError, read_fer_csv, read_folder, read_votes
-from training.datasets import floored, load_splits
+from training.datasets import floored, level_eyes, load_splits
 from tests.training.conftest import SPLITS
 
 
@@ -80,3 +80,20 @@ def test_soft_floor_drops_lone_votes_and_keeps_even_rows():
     torch.testing.assert_close(kept[0], torch.tensor([0.0, 0.0, 7 / 9, 2 / 9]))
     torch.testing.assert_close(kept[1], soft[1])
     torch.testing.assert_close(floored(soft, 0.3)[1], soft[1])  # nothing reaches 0.3: the row stays as it was
+
+
+def test_level_eyes_turns_tilted_real_faces_upright(astronaut):
+    from app.core.crop import crop_face, to_gray, turn
+    from app.core.mtcnn import OnnxNets, face_rolls
+
+    face = crop_face(to_gray(astronaut), (181, 62, 268, 172), 48, 0.0)
+    blank = np.full((48, 48), 90, np.uint8)
+    faces = np.stack([face, turn(face, 20), turn(face, -20), blank])
+    nets = OnnxNets(device="cpu")
+    before, probs = face_rolls(faces, nets)
+    assert probs[:3].min() > 0.9 and probs[3] < 0.7
+    assert before[1] - before[0] == pytest.approx(-20, abs=5) and before[2] - before[0] == pytest.approx(20, abs=5)
+    levelled = level_eyes(torch.from_numpy(faces)).numpy()
+    after, _ = face_rolls(levelled, nets)
+    assert np.abs(after[:3]).max() < 4
+    np.testing.assert_array_equal(levelled[3], blank)  # no face found: left as it is

@@ -103,3 +103,18 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
     classifier = EmotionClassifier(out, device="cpu")
     assert classifier.info.extra["precision"] == "int8" and classifier.info.arch == "fernet"
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(out).graph.node)
+
+
+def test_a_run_on_level_eyes_asks_the_app_and_eval_for_them(synthetic, tmp_path, monkeypatch, capsys):
+    from training import evaluate
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1", "--batch-size", "8",
+                     "--align", "eyes", "--no-progress", "--threads", "1"]) == 0
+    assert json.loads((run / "config.json").read_text())["align"] == "eyes"
+    assert EmotionClassifier(run / "model.onnx", device="cpu").info.extra["align"] == "eyes"
+    levelled = []
+    monkeypatch.setattr(evaluate, "level_eyes", lambda images: levelled.append(len(images)) or images)
+    for model in (run / "best.pt", run / "model.onnx"):
+        assert cli.main(["eval", "--data", str(synthetic["csv"]), "--model", str(model)]) == 0
+    assert levelled == [14, 14]
