@@ -60,21 +60,21 @@ def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> 
     return probs, names, cfg["labels"]
 
 
-def scheme_and_align(path: Path) -> tuple[str | None, str]:
-    """The model's label scheme and how it wants faces turned (``align``: none or eyes)."""
+def scheme_and_levelling(path: Path) -> tuple[str | None, bool]:
+    """The model's label scheme, and whether it was trained on faces with level eyes."""
     if path.suffix == ".onnx":
         from app.core.classifier import EmotionClassifier
 
-        extra = EmotionClassifier(path, device="cpu").info.extra
-        return extra.get("scheme"), extra.get("align", "none")
+        info = EmotionClassifier(path, device="cpu").info
+        return info.extra.get("scheme"), info.levels_eyes
     from training.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(path)["config"]
-    return cfg["labels"], cfg.get("align", "none")
+    return cfg["labels"], cfg.get("align", "none") == "eyes"
 
 
 def main(args: argparse.Namespace) -> int:
-    own_scheme, align = scheme_and_align(args.model)
+    own_scheme, levelled = scheme_and_levelling(args.model)
     scheme = args.labels or own_scheme or "fer2013"
     splits = load_splits(args.data, scheme, args.ferplus, skip_bad=args.skip_bad)
     split_name = {"training": "train", "publictest": "val", "privatetest": "test"}.get(args.split.lower(), args.split)
@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     data = splits[split_name]
     if len(data) == 0:
         raise SystemExit(f"fer-train eval: the {split_name} split has no labelled faces in {', '.join(map(str, args.data))}")
-    images = (level_eyes(data.images) if align == "eyes" else data.images).numpy()
+    images = (level_eyes(data.images) if levelled else data.images).numpy()
     reader = onnx_probabilities if args.model.suffix == ".onnx" else checkpoint_probabilities
     probs, names, _ = reader(args.model, images, args.tta == "flip")
     expected = list(schemes.SCHEMES[scheme])

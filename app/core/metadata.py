@@ -36,6 +36,11 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def levels_eyes(self) -> bool:
+        """Trained on faces turned so their eyes are level (``align`` = ``eyes``): its crops are turned upright."""
+        return self.extra.get("align") == "eyes"
+
     def to_props(self) -> dict[str, str]:
         """The ONNX ``metadata_props`` that describe this model."""
         props = dict(self.extra)

@@ -103,7 +103,7 @@ class Pipeline:
         info = self.classifier.info
         boxes = [d.box for d in detections]
         margin = 0.0 if whole else info.crop_margin
-        rolls = [d.roll for d in detections] if info.extra.get("align") == "eyes" else None
+        rolls = [d.roll for d in detections] if info.levels_eyes else None
         crops = crop_faces(image, boxes, info.input_size, margin, rolls)
         lap("crop")
         probs = self.classifier(crops)
