@@ -50,13 +50,16 @@ def usable_roll(roll: float) -> float:
     return float(roll) if abs(roll) <= MAX_ROLL else 0.0
 
 
-def turn(face: np.ndarray, degrees: float) -> np.ndarray:
+def turn(image: np.ndarray, degrees: float, size: int | None = None, scale: float = 1.0) -> np.ndarray:
     """A square image turned about its centre by ``degrees`` (counter-clockwise as shown, undoing a
-    roll of that many degrees), the same size, corners filled with edge pixels."""
-    side = face.shape[0]
+    roll of that many degrees) and scaled by ``scale``; the ``size`` x ``size`` square around the same
+    centre (default: the image's size), corners filled with edge pixels."""
+    side = image.shape[0]
+    size = size or side
     centre = (side - 1) / 2.0
-    matrix = cv2.getRotationMatrix2D((centre, centre), degrees, 1.0)
-    return cv2.warpAffine(face, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    matrix = cv2.getRotationMatrix2D((centre, centre), degrees, scale)
+    matrix[:, 2] += (size - side) / 2.0  # the image's centre onto the result's
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def crop_face(gray: np.ndarray, box: Box, size: int, margin: float, roll: float = 0.0) -> np.ndarray:
@@ -80,11 +83,7 @@ def crop_face(gray: np.ndarray, box: Box, size: int, margin: float, roll: float 
     if not roll:
         return resize_square(patch, size)
     wide = int(np.ceil(patch.shape[0] * size / side))
-    centre = (wide - 1) / 2.0
-    matrix = cv2.getRotationMatrix2D((centre, centre), roll, size * patch.shape[0] / (side * wide))
-    matrix[:, 2] += (size - wide) / 2.0  # the patch's centre onto the crop's
-    return cv2.warpAffine(resize_square(patch, wide), matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return turn(resize_square(patch, wide), roll, size, size * patch.shape[0] / (side * wide))
 
 
 def crop_faces(frame: np.ndarray, boxes: list[Box], size: int, margin: float,
