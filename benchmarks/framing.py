@@ -18,7 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,29 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from app.core.classifier import EmotionClassifier  # noqa: E402
 from app.core.crop import crop_faces  # noqa: E402
-from app.core.detector import Detection, DetectorConfig, FaceDetector  # noqa: E402
+from app.core.detector import DetectorConfig, FaceDetector  # noqa: E402
 from app.core.shipped import default_model_path  # noqa: E402
-
-ENLARGE, FRAME = 144, 288
-
-
-def framed(face: np.ndarray, degrees: float) -> np.ndarray:
-    """The face enlarged, framed by its mirror image and turned about the centre, as an RGB frame."""
-    big = cv2.resize(face, (ENLARGE, ENLARGE), interpolation=cv2.INTER_CUBIC)
-    border = (FRAME - ENLARGE) // 2
-    frame = cv2.copyMakeBorder(big, border, border, border, border, cv2.BORDER_REFLECT)
-    if degrees:
-        matrix = cv2.getRotationMatrix2D(((FRAME - 1) / 2, (FRAME - 1) / 2), degrees, 1.0)
-        frame = cv2.warpAffine(frame, matrix, (FRAME, FRAME), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return np.repeat(frame[:, :, None], 3, axis=2)
-
-
-def central(detections: list[Detection]) -> Detection | None:
-    def distance(d: Detection) -> float:
-        return float(np.hypot((d.box[0] + d.box[2] - FRAME) / 2, (d.box[1] + d.box[3] - FRAME) / 2))
-
-    near = [d for d in detections if distance(d) < ENLARGE / 3]
-    return min(near, key=distance) if near else None
+from training.reframe import central, framed  # noqa: E402
 
 
 def main() -> int:
@@ -73,7 +52,8 @@ def main() -> int:
     print("| angle | margin | faces found | " + " | ".join(path.name for path in args.models) + " |")
     print("|---:|---:|---:|" + "---:|" * len(args.models))
     for angle in args.angles:
-        found = [central(detector.detect(framed(face, angle * sign))) for face, sign in zip(faces, signs)]
+        found = [central(detector.detect(framed(face, angle * sign)), face.shape[0])
+                 for face, sign in zip(faces, signs)]
         seen = [(index, detection) for index, detection in enumerate(found) if detection is not None]
         for margin in margins:
             scores = []

@@ -17,11 +17,21 @@ class AugmentConfig:
     scale: float = 0.0  # relative zoom, uniform in +-scale
     erase: float = 0.0  # probability of erasing one random rectangle
     noise: float = 0.0  # std of Gaussian noise on the normalised input
+    reframe: float = 0.0  # share of faces shown as the app's detector and crop cut them (needs SplitData.reframed)
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 (N, H, W) -> float (N, 1, H, W), as app.core.crop.normalize does for the app."""
     return ((images.float() * (1.0 / 255.0) - mean) / std).unsqueeze(1)
+
+
+def pick_faces(images: torch.Tensor, reframed: torch.Tensor | None, share: float,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """A batch of uint8 faces with a random ``share`` of them replaced by their reframed copies."""
+    if reframed is None or not share:
+        return images
+    chosen = torch.rand(len(images), generator=generator) < share
+    return torch.where(chosen[:, None, None], reframed, images)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SplitData:
-    """One split as tensors: uint8 images (N, S, S), int64 labels, optional float soft targets (N, C)."""
+    """One split as tensors: uint8 images (N, S, S), int64 labels, optional float soft targets (N, C), and
+    optionally the same faces as the app's detector and crop cut them (``training.reframe``)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     soft: torch.Tensor | None
+    reframed: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -82,6 +84,16 @@ def floored(soft: torch.Tensor, floor: float) -> torch.Tensor:
 
 def class_counts(split: SplitData, num_classes: int) -> list[int]:
     return torch.bincount(split.labels, minlength=num_classes).tolist()
+
+
+def reframed(images: torch.Tensor, margin: float, level: bool, progress: bool = True) -> torch.Tensor:
+    """Faces (uint8 N x S x S) as the app's detector and crop cut them (``training.reframe``), with the
+    crop's ``margin``; ``level``: turned upright by the detector's eye roll, as the app turns a levelled
+    model's crops."""
+    from training.reframe import reframe_faces
+
+    faces, _ = reframe_faces(images.numpy(), margin, level, threads=torch.get_num_threads(), progress=progress)
+    return torch.from_numpy(faces)
 
 
 def level_eyes(images: torch.Tensor, min_prob: float = 0.7) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import AugmentConfig, augment, mix, normalize
+from training.augment import AugmentConfig, augment, mix, normalize, pick_faces
 from training.datasets import SplitData
 
 
@@ -92,7 +92,9 @@ def train_one_epoch(
     steps = list(batches(len(data), batch_size, True, generator, rank, world))
     bar = tqdm(steps, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1.0, dynamic_ncols=True)
     for index in bar:
-        x = augment(normalize(data.images[index], mean, std), augment_cfg, generator)
+        reframed = data.reframed[index] if data.reframed is not None else None
+        faces = pick_faces(data.images[index], reframed, augment_cfg.reframe, generator)
+        x = augment(normalize(faces, mean, std), augment_cfg, generator)
         hard = data.labels[index]
         target = data.soft[index] if data.soft is not None else F.one_hot(hard, num_classes).float()
         if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:

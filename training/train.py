@@ -22,7 +22,7 @@ from training.augment import AugmentConfig
 from training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
-from training.datasets import SplitData, class_counts, floored, level_eyes, load_splits
+from training.datasets import SplitData, class_counts, floored, level_eyes, load_splits, reframed
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
@@ -77,6 +77,7 @@ class TrainConfig:
     soft_floor: float = 0.0  # soft target probabilities below this are dropped (FER+ single votes: about 0.1)
     sam: float = 0.0  # sharpness-aware minimisation radius (0: plain steps)
     align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
+    reframe: float = 0.0  # share of training faces shown as the app's detector and crop cut them
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -93,7 +94,7 @@ class TrainConfig:
 
     @property
     def augment(self) -> AugmentConfig:
-        return AugmentConfig(self.crop_pad, self.flip, self.rotate, self.scale, self.erase, self.noise)
+        return AugmentConfig(self.crop_pad, self.flip, self.rotate, self.scale, self.erase, self.noise, self.reframe)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -149,6 +150,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     aug.add_argument("--scale", type=float, default=0.0, help="random zoom, e.g. 0.1 for +-10%%")
     aug.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
     aug.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std")
+    aug.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
+                     help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
+                          "an enlarged copy and cut by its crop (computed once, minutes; cached in "
+                          "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
     pre = parser.add_argument_group("preprocessing (stored in the model)")
     pre.add_argument("--mean", type=float, default=0.5, help="input = (pixel/255 - mean) / std")
     pre.add_argument("--std", type=float, default=0.25, help="see --mean")
@@ -248,6 +253,11 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     splits = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
                          cfg.label_map, skip_bad=cfg.skip_bad)
     train, val = splits["train"], splits["val"]
+    framed_val = None
+    if cfg.reframe:  # from the faces as loaded: a levelled model's crops are turned by the detector's roll
+        level = cfg.align == "eyes"
+        train.reframed = reframed(train.images, cfg.crop_margin, level, progress)
+        framed_val = SplitData(reframed(val.images, cfg.crop_margin, level, progress), val.labels, None)
     if cfg.align == "eyes":
         train.images, val.images = level_eyes(train.images), level_eyes(val.images)
     if not cfg.soft:
@@ -312,6 +322,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
             barrier(dist_info)
             continue
         stats.update(evaluate(scored, val, mean=cfg.mean, std=cfg.std, device=device))
+        if framed_val is not None:
+            stats["val_framed_acc"] = evaluate(scored, framed_val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in stats.items()}}
         write_metrics_row(out / "metrics.csv", row)
         state = {"model": scored.state_dict(), "optimizer": optimizer.state_dict(),
@@ -324,8 +336,9 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         if stats["val_acc"] > best_acc:
             best_acc = stats["val_acc"]
             shutil.copyfile(out / "last.pt", out / "best.pt")
-        log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)  %.0fs", epoch, cfg.epochs,
-                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, stats["epoch_s"])
+        framed_note = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
+        log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs", epoch, cfg.epochs,
+                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, framed_note, stats["epoch_s"])
         barrier(dist_info)
     if dist_info.is_main and last_epoch == cfg.epochs:
         finish_run(out)
@@ -377,6 +390,8 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train train: --soft-floor takes a probability between 0 and 1 and needs --soft")
     if cfg.sam < 0:
         raise SystemExit("fer-train train: --sam takes a radius of 0 (off) or more")
+    if not 0 <= cfg.reframe <= 1:
+        raise SystemExit("fer-train train: --reframe takes a share between 0 (off) and 1")
     if launched_rank() == 0:  # under torchrun, one process owns the run folder
         prepare_run_dir(Path(cfg.out), args.overwrite)
         (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

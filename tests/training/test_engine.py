@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -221,4 +222,31 @@ def test_sam_option_trains_and_is_refused_below_zero(synthetic, tmp_path):
     assert epochs_in(run) == [1]
     with pytest.raises(SystemExit, match="--sam takes a radius"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--sam", "-0.1"))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synthetic, tmp_path, monkeypatch):
+    from training import engine, reframe
+
+    asked, picked = [], []
+
+    def fake_reframe(faces, margin, level, threads, progress):  # the detector finds no face in synthetic bars
+        asked.append((len(faces), margin, level))
+        return 255 - faces, np.ones(len(faces), bool)
+
+    def spy_pick(images, reframed, share, generator):
+        picked.append((reframed is not None and torch.equal(reframed, 255 - images), share))
+        return engine_pick(images, reframed, share, generator)
+
+    engine_pick = engine.pick_faces
+    monkeypatch.setattr(reframe, "reframe_faces", fake_reframe)
+    monkeypatch.setattr(engine, "pick_faces", spy_pick)
+    run = tmp_path / "reframe"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1", "--reframe", "0.5", "--crop-margin", "0.1")) == 0
+    assert json.loads((run / "config.json").read_text())["reframe"] == 0.5
+    assert asked == [(42, 0.1, False), (14, 0.1, False)]  # training faces, then validation faces
+    assert picked and all(picked_row == (True, 0.5) for picked_row in picked)
+    assert 0 <= float(read_metrics(run / "metrics.csv")[0]["val_framed_acc"]) <= 1
+    with pytest.raises(SystemExit, match="--reframe takes a share"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--reframe", "1.5"))
     assert not (tmp_path / "bad").exists()
