@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -61,8 +62,11 @@ def reframe_faces(faces: np.ndarray, margin: float = 0.0, level: bool = False, t
     key = hashlib.sha1(faces.tobytes() + f"{faces.shape}|{margin}|{level}|{VERSION}".encode()).hexdigest()
     stored = CACHE / f"{key}.npz" if cached else None
     if stored is not None and stored.exists():
-        with np.load(stored) as saved:
-            return saved["faces"], saved["found"]
+        try:
+            with np.load(stored) as saved:
+                return saved["faces"], saved["found"]
+        except (OSError, ValueError, KeyError):  # an unreadable entry is computed again and replaced
+            log.warning("%s is unreadable; framing the faces again", stored)
     detector = FaceDetector(DetectorConfig(device="cpu", threads=threads))
     side = faces.shape[1]
     reframed, found = faces.copy(), np.zeros(len(faces), bool)
@@ -77,7 +81,7 @@ def reframe_faces(faces: np.ndarray, margin: float = 0.0, level: bool = False, t
     log.info("framed %d of %d faces as the app does (the detector missed the rest)", int(found.sum()), len(faces))
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)
-        partial = stored.with_name(stored.stem + ".partial.npz")
+        partial = stored.with_name(f"{stored.stem}.{os.getpid()}.partial.npz")  # ranks under torchrun race
         np.savez(partial, faces=reframed, found=found)
         partial.replace(stored)
     return reframed, found

@@ -57,6 +57,9 @@ def test_results_are_cached_and_read_back(astronaut, cache, monkeypatch):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(AssertionError, match="detection ran again"):
         reframe.reframe_faces(faces, margin=0.1, progress=False)  # another margin is another entry
+    next(cache.glob("*.npz")).write_bytes(b"not an npz")
+    with pytest.raises(AssertionError, match="detection ran again"):
+        reframe.reframe_faces(faces, progress=False)  # an unreadable entry is computed again
 
 
 def test_pick_faces_replaces_the_chosen_share():
