@@ -29,3 +29,24 @@ def test_shipped_model_is_complete(path, astronaut):
     probs = classifier(crop_faces(astronaut, [ASTRONAUT_FACE], info.input_size, info.crop_margin))
     assert probs.shape == (1, len(info.labels))
     np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
+    """The int8 models' fused kernels saturate on x86 CPUs without VNNI; the classifier must then fall back to
+    the exact (unfused) session, so the app's probabilities are the model's on every CPU."""
+    from app.core.classifier import open_session
+    from app.core.crop import normalize
+
+    classifier = EmotionClassifier(path, device="cpu")
+    info = classifier.info
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    boxes = [(x0 + dx, y0 + dy, x1 + dx + grow, y1 + dy + grow)
+             for dx in (-8, 0, 8) for dy in (-8, 0, 8) for grow in (-10, 0, 15)]
+    crops = crop_faces(astronaut, boxes, info.input_size, info.crop_margin)
+    crops = np.concatenate([crops, crops[:, :, ::-1], 255 - crops])  # mirrored and inverted faces too
+    exact = open_session(path, "cpu", 1, fuse_int8=False)
+    logits = exact.run(None, {exact.get_inputs()[0].name: normalize(crops, info.mean, info.std)})[0]
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert np.abs(classifier(crops) - expected).mean() < 1e-3
