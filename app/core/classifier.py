@@ -60,7 +60,8 @@ def choose_providers(device: str = "auto") -> list[str]:
 def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: bool = True):
     """An onnxruntime session on CUDA when usable, else the CPU, with ``threads`` CPU threads (0: its own
     choice); the one place that opens sessions, for the classifier and for MTCNN's networks. ``fuse_int8``
-    False runs an int8 (QDQ) model's convolutions in float on its dequantised weights (see exact_int8)."""
+    False runs an int8 (QDQ) model's convolutions in float on its dequantised weights (see
+    EmotionClassifier._fused_int8_agrees)."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # the CUDA fallback's warnings are not the user's business
