@@ -97,10 +97,9 @@ class EmotionClassifier:
         self._input_name = model_input.name
         self._check_shapes(model_input.shape)
         self.provider = self._session.get_providers()[0]
-        self.int8_fused = self.info.extra.get("precision") == "int8"
-        if self.int8_fused and not self._fused_int8_agrees():
+        if self.info.extra.get("precision") == "int8" and not self._fused_int8_agrees():
+            log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
             self._session = open_session(self.path, device, threads, fuse_int8=False)
-            self.int8_fused = False
 
     def _fused_int8_agrees(self) -> bool:
         """Whether onnxruntime's fused int8 kernels give this model's own results here. On x86 CPUs without
