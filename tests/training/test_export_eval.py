@@ -102,7 +102,30 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
     assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(out), "--int8"]) == 0
     classifier = EmotionClassifier(out, device="cpu")
     assert classifier.info.extra["precision"] == "int8" and classifier.info.arch == "fernet"
-    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(out).graph.node)
+    model = onnx.load(out)
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    producers = {node.output[0]: node for node in model.graph.node}
+    weights = [types[producers[node.input[1]].input[0]] for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
+    assert weights == [onnx.TensorProto.UINT8] * 2 + [onnx.TensorProto.INT8] * 7  # the first two layers in uint8
+
+
+def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
+    """uint8 weights with zero point 128 are the int8 weights' own numbers: the unfused session (float
+    convolutions on the dequantised weights) gives the same scores to the last bit."""
+    from app.core.classifier import open_session
+    from training.quantize import unsigned_weights
+
+    signed, unsigned = tmp_path / "signed.onnx", tmp_path / "unsigned.onnx"
+    assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(signed), "--int8"]) == 0
+    model = onnx.load(signed)
+    assert unsigned_weights(model) == 7  # fernet: 8 convolutions and a linear layer, two converted at export
+    assert unsigned_weights(model) == 0
+    onnx.save(model, unsigned)
+    faces = np.random.default_rng(1).normal(0, 1, (8, 1, 48, 48)).astype(np.float32)
+    scores = [open_session(path, "cpu", 1, fuse_int8=False).run(None, {"input": faces})[0] for path in (signed, unsigned)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert not np.array_equal(scores[0][0], scores[0][1])  # the faces do get different scores
 
 
 def test_a_run_on_level_eyes_asks_the_app_and_eval_for_them(synthetic, tmp_path, monkeypatch, capsys):
