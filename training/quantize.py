@@ -72,8 +72,8 @@ def unsigned_weights(model: onnx.ModelProto, layers: int | None = None) -> int:
     activation is large (the shipped default lost 3.4 points of PublicTest to it), and a little in the
     second on noise. Measured on an AMD EPYC with the four shipped models: with the first two converted, the
     fused kernels give the unfused results (mean probability difference on noise faces at most 3e-4, was
-    0.006-0.024) at the same speed; every layer converted is as exact and 25% slower; 7-bit weights (as
-    onnxruntime's reduce_range) were still off.
+    0.006-0.024) at about the speed of all-int8 weights (5% slower); every layer converted is as exact and
+    about 30% slower; 7-bit weights (as onnxruntime's reduce_range) were still off.
     """
     from onnx import numpy_helper
 

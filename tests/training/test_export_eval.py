@@ -106,7 +106,8 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
     types = {t.name: t.data_type for t in model.graph.initializer}
     producers = {node.output[0]: node for node in model.graph.node}
-    weights = [types[producers[node.input[1]].input[0]] for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
+    layers = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
+    weights = [types[producers[node.input[1]].input[0]] for node in layers]
     assert weights == [onnx.TensorProto.UINT8] * 2 + [onnx.TensorProto.INT8] * 7  # the first two layers in uint8
 
 
@@ -123,7 +124,8 @@ def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
     assert unsigned_weights(model) == 0
     onnx.save(model, unsigned)
     faces = np.random.default_rng(1).normal(0, 1, (8, 1, 48, 48)).astype(np.float32)
-    scores = [open_session(path, "cpu", 1, fuse_int8=False).run(None, {"input": faces})[0] for path in (signed, unsigned)]
+    scores = [open_session(path, "cpu", 1, fuse_int8=False).run(None, {"input": faces})[0]
+              for path in (signed, unsigned)]
     np.testing.assert_array_equal(scores[0], scores[1])
     assert not np.array_equal(scores[0][0], scores[0][1])  # the faces do get different scores
 
