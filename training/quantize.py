@@ -77,10 +77,8 @@ def unsigned_weights(model: onnx.ModelProto, layers: int | None = None) -> int:
     """
     from onnx import numpy_helper
 
-    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
-    producers = {name: node for node in model.graph.node for name in node.output}
     changed = 0
-    for index, (weights, zero_point) in enumerate(_weight_layers(model.graph.node, producers, initializers)):
+    for index, (weights, zero_point) in enumerate(_weight_layers(model.graph)):
         if layers is not None and index == layers:
             break
         if weights.data_type != onnx.TensorProto.INT8:
@@ -94,9 +92,11 @@ def unsigned_weights(model: onnx.ModelProto, layers: int | None = None) -> int:
     return changed
 
 
-def _weight_layers(nodes, producers: dict, initializers: dict):
+def _weight_layers(graph: onnx.GraphProto):
     """(weights, zero point) initializers of each quantised Conv/Gemm/MatMul, in graph order."""
-    for node in nodes:
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
+    for node in graph.node:
         if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
             continue
         dequantize = producers.get(node.input[1])

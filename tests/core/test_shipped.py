@@ -46,9 +46,9 @@ def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
              for dx in (-8, 0, 8) for dy in (-8, 0, 8) for grow in (-10, 0, 15)]
     crops = crop_faces(astronaut, boxes, info.input_size, info.crop_margin)
     crops = np.concatenate([crops, crops[:, :, ::-1], 255 - crops])  # mirrored and inverted faces too
+    batch = normalize(crops, info.mean, info.std)
     exact = open_session(path, "cpu", 1, fuse_int8=False)
-    expected = softmax(exact.run(None, {exact.get_inputs()[0].name: normalize(crops, info.mean, info.std)})[0])
+    expected = softmax(exact.run(None, {exact.get_inputs()[0].name: batch})[0])
     assert np.abs(classifier(crops) - expected).mean() <= INT8_TOLERANCE
     fused = open_session(path, "cpu", 1)  # the files themselves are exact under the fast kernels here
-    assert np.abs(softmax(fused.run(None, {fused.get_inputs()[0].name: normalize(crops, info.mean, info.std)})[0])
-                  - expected).mean() <= INT8_TOLERANCE
+    assert np.abs(softmax(fused.run(None, {fused.get_inputs()[0].name: batch})[0]) - expected).mean() <= INT8_TOLERANCE
