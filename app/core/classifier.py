@@ -106,8 +106,9 @@ class EmotionClassifier:
         """Whether onnxruntime's fused int8 kernels give this model's own results here. On x86 CPUs without
         VNNI (AVX2 only) they multiply uint8 activations by int8 weights in saturating 16-bit pairs: on this
         project's AMD EPYC the default model with all-int8 weights lost 3.4 points of PublicTest (0.6598
-        against 0.6935) and the FER+ model 9. Export now keeps the layers where it bites in uint8
-        (training.quantize.unsigned_weights); older files, and CPUs not measured, still need this check.
+        against 0.6935) and the FER+ model 9. Export now keeps the layers where it bites off that path (the
+        first in float, the second in uint8: training.quantize); older files, and CPUs not measured, still
+        need this check.
         The same faces through the unfused session (float convolutions on the dequantised weights, which is
         what the int8 model means) tell; a fixed set of noise faces is enough to show it."""
         size = self.info.input_size

@@ -52,3 +52,16 @@ def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
     assert np.abs(classifier(crops) - expected).mean() <= INT8_TOLERANCE
     fused = open_session(path, "cpu", 1)  # the files themselves are exact under the fast kernels here
     assert np.abs(softmax(fused.run(None, {fused.get_inputs()[0].name: batch})[0]) - expected).mean() <= INT8_TOLERANCE
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_shipped_model_runs_its_first_layer_in_float(path):
+    """training.quantize.float_first_layer: onnxruntime's fused kernel for a one-channel convolution is its
+    slowest per multiply, so the int8 files keep their first convolution in float (its dequantised weights)."""
+    import onnx
+
+    model = onnx.load(path)
+    first = next(node for node in model.graph.node if node.op_type == "Conv")
+    stored = {tensor.name: tensor.data_type for tensor in model.graph.initializer}
+    assert stored.get(first.input[1]) == onnx.TensorProto.FLOAT
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)  # the rest is still int8

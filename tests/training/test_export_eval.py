@@ -104,11 +104,40 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
     assert classifier.info.extra["precision"] == "int8" and classifier.info.arch == "fernet"
     model = onnx.load(out)
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    assert _weight_types(model) == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8] + [onnx.TensorProto.INT8] * 7
+
+
+def _weight_types(model: onnx.ModelProto) -> list[int]:
+    """The stored type of each Conv/Gemm layer's weights, dequantised or float, in graph order."""
     types = {t.name: t.data_type for t in model.graph.initializer}
     producers = {node.output[0]: node for node in model.graph.node}
     layers = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
-    weights = [types[producers[node.input[1]].input[0]] for node in layers]
-    assert weights == [onnx.TensorProto.UINT8] * 2 + [onnx.TensorProto.INT8] * 7  # the first two layers in uint8
+    return [types[producers[node.input[1]].input[0] if node.input[1] in producers else node.input[1]]
+            for node in layers]
+
+
+def test_float_first_layer_keeps_the_model_exactly(trained_run, tmp_path, monkeypatch):
+    """The first layer as a float convolution on its dequantised weights, pooled before quantising: the
+    unfused session gives the same scores to the last bit, the fused one stays within the app's tolerance."""
+    from app.core.classifier import INT8_TOLERANCE, open_session, softmax
+    from training import quantize
+
+    convert = quantize.float_first_layer
+    monkeypatch.setattr(quantize, "float_first_layer", lambda model: False)
+    before, after = tmp_path / "before.onnx", tmp_path / "after.onnx"
+    assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(before), "--int8"]) == 0
+    model = onnx.load(before)
+    assert _weight_types(model)[0] == onnx.TensorProto.UINT8
+    assert convert(model) and not convert(model)  # a second call finds nothing left to do
+    assert _weight_types(model)[:2] == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8]
+    onnx.checker.check_model(model)
+    onnx.save(model, after)
+    faces = np.random.default_rng(1).normal(0, 1, (8, 1, 48, 48)).astype(np.float32)
+    exact = [open_session(path, "cpu", 1, fuse_int8=False).run(None, {"input": faces})[0] for path in (before, after)]
+    np.testing.assert_array_equal(exact[0], exact[1])
+    assert not np.array_equal(exact[0][0], exact[0][1])  # the faces do get different scores
+    fused = open_session(after, "cpu", 1).run(None, {"input": faces})[0]
+    assert np.abs(softmax(fused) - softmax(exact[0])).mean() <= INT8_TOLERANCE
 
 
 def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
@@ -120,7 +149,7 @@ def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
     signed, unsigned = tmp_path / "signed.onnx", tmp_path / "unsigned.onnx"
     assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(signed), "--int8"]) == 0
     model = onnx.load(signed)
-    assert unsigned_weights(model) == 7  # fernet: 8 convolutions and a linear layer, two converted at export
+    assert unsigned_weights(model) == 7  # fernet: 8 convolutions and a linear layer; the first float, one uint8
     assert unsigned_weights(model) == 0
     onnx.save(model, unsigned)
     faces = np.random.default_rng(1).normal(0, 1, (8, 1, 48, 48)).astype(np.float32)
