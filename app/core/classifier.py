@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 # Mean absolute difference in probability on the probe faces above which the fused int8 kernels are not
 # trusted. On an AVX2-only CPU: 0.006-0.024 for the shipped models with all-int8 weights, at most 3e-4 for
-# the same models with their first two layers in uint8 (as shipped); 0 for a float model.
+# the same models with their first two layers in uint8, or (as shipped) the first in float and the second in
+# uint8; 0 for a float model.
 INT8_TOLERANCE = 1e-3
 
 
