@@ -55,6 +55,15 @@ def write_linear_onnx(path: Path, props: dict[str, str] | None, classes: int = 7
     return path
 
 
+def weight_types(model) -> list[int]:
+    """The stored type (onnx.TensorProto) of each Conv/Gemm layer's weights, quantised or float, in graph order."""
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    producers = {node.output[0]: node for node in model.graph.node}
+    layers = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
+    return [types[producers[node.input[1]].input[0] if node.input[1] in producers else node.input[1]]
+            for node in layers]
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return write_linear_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", tiny_model_info().to_props())

@@ -109,9 +109,8 @@ class EmotionClassifier:
         project's AMD EPYC the default model with all-int8 weights lost 3.4 points of PublicTest (0.6598
         against 0.6935) and the FER+ model 9. Export now keeps the layers where it bites off that path (the
         first in float, the second in uint8: training.quantize); older files, and CPUs not measured, still
-        need this check.
-        The same faces through the unfused session (float convolutions on the dequantised weights, which is
-        what the int8 model means) tell; a fixed set of noise faces is enough to show it."""
+        need this check. The same faces through the unfused session (float convolutions on the dequantised
+        weights, which is what the int8 model means) tell; a fixed set of noise faces is enough to show it."""
         size = self.info.input_size
         probe = np.random.default_rng(0).integers(0, 256, (16, size, size), dtype=np.uint8)
         batch = normalize(probe, self.info.mean, self.info.std)

@@ -10,6 +10,7 @@ import torch
 
 from app.core.classifier import EmotionClassifier
 from models import create_model
+from tests.conftest import weight_types
 from training import cli
 from training.export import ExportError, export_model, model_info
 from training.metrics import confusion_matrix, report
@@ -104,16 +105,7 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
     assert classifier.info.extra["precision"] == "int8" and classifier.info.arch == "fernet"
     model = onnx.load(out)
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
-    assert _weight_types(model) == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8] + [onnx.TensorProto.INT8] * 7
-
-
-def _weight_types(model: onnx.ModelProto) -> list[int]:
-    """The stored type of each Conv/Gemm layer's weights, dequantised or float, in graph order."""
-    types = {t.name: t.data_type for t in model.graph.initializer}
-    producers = {node.output[0]: node for node in model.graph.node}
-    layers = [node for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
-    return [types[producers[node.input[1]].input[0] if node.input[1] in producers else node.input[1]]
-            for node in layers]
+    assert weight_types(model) == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8] + [onnx.TensorProto.INT8] * 7
 
 
 def test_float_first_layer_keeps_the_model_exactly(trained_run, tmp_path, monkeypatch):
@@ -127,9 +119,9 @@ def test_float_first_layer_keeps_the_model_exactly(trained_run, tmp_path, monkey
     before, after = tmp_path / "before.onnx", tmp_path / "after.onnx"
     assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(before), "--int8"]) == 0
     model = onnx.load(before)
-    assert _weight_types(model)[0] == onnx.TensorProto.UINT8
+    assert weight_types(model)[0] == onnx.TensorProto.UINT8
     assert convert(model) and not convert(model)  # a second call finds nothing left to do
-    assert _weight_types(model)[:2] == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8]
+    assert weight_types(model)[:2] == [onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8]
     onnx.checker.check_model(model)
     onnx.save(model, after)
     faces = np.random.default_rng(1).normal(0, 1, (8, 1, 48, 48)).astype(np.float32)
