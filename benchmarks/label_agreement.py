@@ -1,0 +1,77 @@
+"""FER2013 models against how FER+'s ten annotators saw each PublicTest face.
+
+FER+ (Barsoum et al. 2016) had ten people label every FER2013 face again. This splits PublicTest by the share
+of a face's ten votes that went to its FER2013 label and gives each model's accuracy (against the FER2013
+label, as everywhere else) on each part. The crowd's own majority, over the seven emotions FER2013 has
+(contempt, unknown and not-a-face left out), is scored the same way as a reference. Run by hand:
+
+    .venv/bin/python benchmarks/label_agreement.py --models assets/models/fer2013.onnx assets/models/fer2013_level.onnx
+
+A model trained on level eyes gets the faces levelled as ``fer-train eval`` levels them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app.core.classifier import EmotionClassifier  # noqa: E402
+from app.core.shipped import default_model_path  # noqa: E402
+from training.data import read_votes  # noqa: E402
+from training.labels import FER2013, VOTE_COLUMNS, canonical  # noqa: E402
+
+# parts of PublicTest by the share of a face's votes that went to its FER2013 label
+PARTS = (("none", lambda share: share == 0), ("under half", lambda share: (share > 0) & (share < 0.5)),
+         ("half or more", lambda share: share >= 0.5))
+# vote column of each FER2013 class (FER+'s "happiness" is FER2013's "happy", and so on)
+VOTE_OF_CLASS = [[canonical(c) for c in VOTE_COLUMNS].index(name) for name in FER2013]
+
+
+def model_predictions(path: Path, faces: np.ndarray) -> np.ndarray:
+    classifier = EmotionClassifier(path, device="cpu", threads=1)
+    if tuple(classifier.labels) != FER2013:
+        raise SystemExit(f"{path}: its classes are {', '.join(classifier.labels)}, not FER2013's seven")
+    if classifier.info.levels_eyes:
+        import torch
+
+        from training.datasets import level_eyes
+
+        faces = level_eyes(torch.from_numpy(faces)).numpy()  # as the app turns its crops for this model
+    return np.concatenate([classifier(faces[start:start + 256]).argmax(1) for start in range(0, len(faces), 256)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
+    parser.add_argument("--ferplus", type=Path, default=REPO.parent / "shared" / "data" / "ferplus.csv")
+    parser.add_argument("--models", type=Path, nargs="+", default=[default_model_path()])
+    args = parser.parse_args()
+    with np.load(args.data) as data:
+        rows = data["usage"] == 1  # PublicTest
+        faces, labels = np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64)
+        votes = read_votes(args.ferplus, len(data["usage"]))[rows]
+    emotion_votes = votes[:, VOTE_OF_CLASS]
+    share = emotion_votes[np.arange(len(labels)), labels] / np.maximum(votes.sum(1), 1)
+    crowd = np.where(emotion_votes.sum(1) > 0, emotion_votes.argmax(1), -1)  # -1: no vote for any of the seven
+    right = {"FER+ crowd majority": crowd == labels}
+    right.update({path.name: model_predictions(path, faces) == labels for path in args.models})
+    print(f"FER2013 PublicTest, {len(labels)} faces; accuracy against the FER2013 label, by the share of FER+'s "
+          "votes that went to that label")
+    print("| votes for the FER2013 label | faces | " + " | ".join(right) + " |")
+    print("|---|---:|" + "---:|" * len(right))
+    for name, in_part in PARTS:
+        part = in_part(share)
+        cells = " | ".join(f"{hits[part].mean():.4f}" for hits in right.values())
+        print(f"| {name} | {int(part.sum())} ({part.mean():.1%}) | {cells} |")
+    print(f"| all | {len(labels)} | " + " | ".join(f"{hits.mean():.4f}" for hits in right.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
