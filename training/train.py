@@ -142,7 +142,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                             "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
     optim.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
-    optim.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0: off)")
+    optim.add_argument("--ema", type=float, default=0.0,
+                       help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
+                            "averaged weights, which start as the first weights and keep decay**steps of them "
+                            "(0.37 after 1/(1-decay) steps: ~4.5 FER2013 epochs at 0.999 and batch 128), so "
+                            "validation scores lag the model in the first epochs")
     aug = parser.add_argument_group("augmentation")
     aug.add_argument("--crop-pad", type=int, default=4, help="random crop after reflect padding (0: off)")
     aug.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
