@@ -60,7 +60,9 @@ def main() -> int:
     share = emotion_votes[np.arange(len(labels)), labels] / np.maximum(votes.sum(1), 1)
     crowd = np.where(emotion_votes.sum(1) > 0, emotion_votes.argmax(1), -1)  # -1: no vote for any of the seven
     right = {"FER+ crowd majority": crowd == labels}
-    right.update({path.name: model_predictions(path, faces) == labels for path in args.models})
+    names = [path.name for path in args.models]  # a column per model: its file name, its path where names repeat
+    right.update({(path.name if names.count(path.name) == 1 else str(path)): model_predictions(path, faces) == labels
+                  for path in args.models})
     print(f"FER2013 PublicTest, {len(labels)} faces; accuracy against the FER2013 label, by the share of FER+'s "
           "votes that went to that label")
     print("| votes for the FER2013 label | faces | " + " | ".join(right) + " |")
