@@ -69,7 +69,7 @@ def main() -> int:
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for report in reports:
-        lines.append(f"| {precision_of(Path(report['model']))} | {report['split']} | {report['tta']} | {report['accuracy']:.4f} | {report['macro_precision']:.4f} | "
+        lines.append(f"| {precision_of(Path(report['model']))} | {split_of(report)} | {report['tta']} | {report['accuracy']:.4f} | {report['macro_precision']:.4f} | "
                      f"{report['macro_recall']:.4f} | {report['macro_f1']:.4f} | {report['count']} |")
     lines += ["", f"Per class ({main_report['split']}, TTA {main_report['tta']}):", "",
               "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
@@ -84,6 +84,12 @@ def main() -> int:
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out} and {confusion}")
     return 0
+
+
+def split_of(report: dict) -> str:
+    """The report's split, and the FER+ vote rule where it is not the cards' usual plurality."""
+    rule = report.get("vote_rule", "plurality")
+    return report["split"] if rule == "plurality" else f"{report['split']}, {rule} of FER+ votes"
 
 
 def precision_of(model: Path) -> str:

@@ -29,18 +29,20 @@ class SplitData:
         return len(self.labels)
 
 
-def targets_for(source: Source, scheme: str, label_map: dict[str, str]) -> schemes.Targets:
+def targets_for(source: Source, scheme: str, label_map: dict[str, str], vote_rule: str = "plurality") -> schemes.Targets:
+    """``vote_rule``: which FER+ faces count and how they are labelled (``labels.VOTE_RULES``; scheme ferplus)."""
     if scheme in ("ferplus", "engagement"):
         if source.votes is None:
             raise DataError(f"scheme {scheme} needs FER+ votes: pass --ferplus PATH with {source.name}")
-        return (schemes.ferplus_targets if scheme == "ferplus" else schemes.engagement_targets)(source.votes)
+        rule = schemes.VOTE_RULES[vote_rule] if scheme == "ferplus" else schemes.engagement_targets
+        return rule(source.votes)
     mapping = np.array(schemes.from_names(source.class_names, scheme, label_map) + [-1])
     return schemes.hard_targets(mapping[source.labels])  # -1 indexes the appended -1
 
 
 def load_splits(
     data: list[Path], scheme: str, ferplus: Path | None = None, label_map: dict[str, str] | None = None,
-    size: int = 48, skip_bad: bool = False,
+    size: int = 48, skip_bad: bool = False, vote_rule: str = "plurality",
 ) -> dict[str, SplitData]:
     """Read every source, apply the scheme and return ``{"train": ..., "val": ..., "test": ...}``."""
     sources = [read_source(path, size, skip_bad) for path in data]
@@ -52,7 +54,7 @@ def load_splits(
             log.warning(note)
         if source.pixels.shape[1:] != (size, size):
             raise DataError(f"{source.name}: images are {source.pixels.shape[1:]}, the run uses {size}x{size}")
-        targets = targets_for(source, scheme, label_map or {})
+        targets = targets_for(source, scheme, label_map or {}, vote_rule)
         split = source.split[targets.keep]
         pixels = source.pixels[targets.keep]
         for index in parts:

@@ -25,6 +25,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=sorted(schemes.SCHEMES), help="label scheme (default: the model's)")
     parser.add_argument("--split", default="val", help="train, val (PublicTest) or test (PrivateTest)")
     parser.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    parser.add_argument(
+        "--vote-rule", choices=sorted(schemes.VOTE_RULES), default="plurality",
+        help="scheme ferplus: which faces count and their labels. plurality: every face without a not-a-face "
+        "vote and with under 5 unknown votes, labelled by its most-voted emotion (as in training and the model "
+        "cards); majority: the FER+ authors' test protocol, where single votes are dropped and a face counts "
+        "only if one emotion has more than half of the rest")
     parser.add_argument("--out", type=Path, help="folder for report.json, confusion.json, confusion.png")
     parser.add_argument("--skip-bad", action="store_true")
 
@@ -76,7 +82,9 @@ def scheme_and_levelling(path: Path) -> tuple[str | None, bool]:
 def main(args: argparse.Namespace) -> int:
     own_scheme, levelled = scheme_and_levelling(args.model)
     scheme = args.labels or own_scheme or "fer2013"
-    splits = load_splits(args.data, scheme, args.ferplus, skip_bad=args.skip_bad)
+    if args.vote_rule != "plurality" and scheme != "ferplus":
+        raise SystemExit(f"fer-train eval: --vote-rule {args.vote_rule} is for scheme ferplus, not {scheme}")
+    splits = load_splits(args.data, scheme, args.ferplus, skip_bad=args.skip_bad, vote_rule=args.vote_rule)
     split_name = {"training": "train", "publictest": "val", "privatetest": "test"}.get(args.split.lower(), args.split)
     if split_name not in splits:
         raise SystemExit(f"fer-train eval: unknown split {args.split!r}; use train, val or test")
@@ -91,6 +99,8 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(f"fer-train eval: the model's classes {names} are not scheme {scheme}'s {expected}")
     result = report(confusion_matrix(data.labels.numpy(), probs.argmax(1), len(names)), names)
     result.update(model=str(args.model), split=split_name, tta=args.tta, scheme=scheme)
+    if scheme == "ferplus":
+        result["vote_rule"] = args.vote_rule
     print(format_report(result))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,20 @@ def ferplus_targets(votes: np.ndarray) -> Targets:
     return Targets(keep, emotion_votes.argmax(1).astype(np.int64), soft)
 
 
+def ferplus_majority_targets(votes: np.ndarray) -> Targets:
+    """FER+ faces as the FER+ authors scored their test set (Barsoum et al., ICMI 2016; their reader's
+    majority mode): each column's single votes are dropped as outliers, and a face counts only when one
+    emotion holds more than half of the votes left, unknown and not-a-face included; it is labelled by
+    that emotion. Stricter than ``ferplus_targets``, which labels every clean face by its most-voted emotion."""
+    counted = np.where(votes > 1, votes, 0)
+    top = counted.argmax(1)
+    keep = (2 * counted.max(1) > counted.sum(1)) & (top < len(FERPLUS))
+    return Targets(keep, top[keep].astype(np.int64), None)
+
+
+VOTE_RULES = {"plurality": ferplus_targets, "majority": ferplus_majority_targets}
+
+
 def engagement_labels(votes: np.ndarray) -> np.ndarray:
     """Engagement class per vote row (index into ENGAGEMENT), -1 where no rule applies.
 

@@ -103,7 +103,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="fer2013.csv, an .npz copy, or an image folder ROOT/<split>/<class>/; repeat to merge")
     data.add_argument("--ferplus", type=Path, help="FER+ vote file aligned row by row with the first --data")
     data.add_argument("--labels", choices=sorted(schemes.SCHEMES), default="fer2013", help="label scheme")
-    data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the majority")
+    data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the most-voted emotion")
     data.add_argument("--soft-floor", type=float, default=0.0, metavar="P",
                       help="with --soft: drop target probabilities below P and renormalise (0.15 drops FER+ "
                            "emotions only one annotator saw)")

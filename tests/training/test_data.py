@@ -74,6 +74,21 @@ def test_ferplus_soft_targets(synthetic):
     np.testing.assert_allclose(train.soft[0].numpy(), [0.2, 0, 0, 0, 0.8, 0, 0, 0], atol=1e-6)
 
 
+def test_majority_vote_rule_keeps_only_faces_with_a_clear_majority(synthetic, tmp_path):
+    from tests.training.conftest import votes_for, write_votes
+
+    votes = votes_for(synthetic["labels"])
+    public = [i for i, usage in enumerate(SPLITS) if usage == "PublicTest"]
+    votes[public[0]] = [3, 0, 0, 3, 2, 0, 0, 0, 2, 0]  # neutral on top (plurality) but 3 of 10: no majority
+    votes[public[1]] = [0, 7, 0, 0, 0, 0, 0, 0, 0, 1]  # one not-a-face vote: dropped by plurality, kept by majority
+    path = write_votes(tmp_path / "votes.csv", votes)
+    plurality = load_splits([synthetic["csv"]], "ferplus", path)["val"]
+    majority = load_splits([synthetic["csv"]], "ferplus", path, vote_rule="majority")["val"]
+    assert len(plurality) == len(public) - 1 and len(majority) == len(public) - 1
+    assert plurality.labels[0].item() == 0  # public[0], neutral by plurality
+    assert majority.labels[0].item() == 1  # public[1], happiness; public[0] is not there
+
+
 def test_soft_floor_drops_lone_votes_and_keeps_even_rows():
     soft = torch.tensor([[0.1, 0.0, 0.7, 0.2], [0.25, 0.25, 0.25, 0.25]])
     kept = floored(soft, 0.15)

@@ -71,6 +71,12 @@ def test_onnx_and_checkpoint_evaluate_alike(trained_run, synthetic, tmp_path, ca
     assert written["count"] == 14 and (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
 
 
+def test_eval_vote_rule_is_for_ferplus_only(trained_run, synthetic):
+    with pytest.raises(SystemExit, match="--vote-rule majority is for scheme ferplus, not fer2013"):
+        cli.main(["eval", "--data", str(synthetic["csv"]), "--model", str(trained_run / "model.onnx"),
+                  "--vote-rule", "majority"])
+
+
 def test_metrics_against_a_hand_checked_confusion_matrix():
     labels = np.array([0, 0, 0, 1, 1, 2])
     predictions = np.array([0, 0, 1, 1, 2, 2])
