@@ -28,9 +28,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--vote-rule", choices=sorted(schemes.VOTE_RULES), default="plurality",
         help="scheme ferplus: which faces count and their labels. plurality: every face without a not-a-face "
-        "vote and with under 5 unknown votes, labelled by its most-voted emotion (as in training and the model "
-        "cards); majority: the FER+ authors' test protocol, where single votes are dropped and a face counts "
-        "only if one emotion has more than half of the rest")
+        "vote and with under 5 unknown votes, labelled by its most-voted emotion (as in training and the cards' "
+        "main figures); majority: the FER+ authors' test protocol, where single votes are dropped and a face "
+        "counts only if one emotion has more than half of the rest")
     parser.add_argument("--out", type=Path, help="folder for report.json, confusion.json, confusion.png")
     parser.add_argument("--skip-bad", action="store_true")
 
