@@ -79,7 +79,7 @@ def test_majority_vote_rule_keeps_only_faces_with_a_clear_majority(synthetic, tm
 
     votes = votes_for(synthetic["labels"])
     public = [i for i, usage in enumerate(SPLITS) if usage == "PublicTest"]
-    votes[public[0]] = [3, 0, 0, 3, 2, 0, 0, 0, 2, 0]  # neutral on top (plurality) but 3 of 10: no majority
+    votes[public[0]] = [3, 0, 0, 3, 2, 0, 0, 0, 2, 0]  # neutral and sadness tie on 3 of 10: plurality takes neutral, no majority
     votes[public[1]] = [0, 7, 0, 0, 0, 0, 0, 0, 0, 1]  # one not-a-face vote: dropped by plurality, kept by majority
     path = write_votes(tmp_path / "votes.csv", votes)
     plurality = load_splits([synthetic["csv"]], "ferplus", path)["val"]

@@ -32,14 +32,14 @@ def test_ferplus_cleaning_drops_not_a_face_and_unknown():
     keep = clean_votes(votes)
     assert keep.tolist() == [True] * 6 + [False, False]
     targets = ferplus_targets(votes)
-    assert targets.hard.tolist() == [4, 0, 0, 0, 0, 3]  # majority in FER+ order (anger=4, neutral=0, sadness=3)
+    assert targets.hard.tolist() == [4, 0, 0, 0, 0, 3]  # most-voted emotion in FER+ order (anger=4, neutral=0, sadness=3)
 
 
 def test_ferplus_majority_drops_single_votes_and_faces_without_a_majority():
     votes = np.array(list(ROWS.values()), np.float32)
     targets = ferplus_majority_targets(votes)
     # angry_but_weak: 4 of the 8 votes left for neutral is not more than half; unknown: 5 of 8 for unknown;
-    # not_a_face counts here: its one NF vote is dropped as an outlier, as are focused's single surprise vote
+    # not_a_face counts here: its one NF vote is dropped as an outlier, as is focused's single surprise vote
     assert targets.keep.tolist() == [True, False, True, True, True, True, True, False]
     assert targets.hard.tolist() == [4, 0, 0, 0, 3, 0]
     tie = np.array([[4, 0, 0, 4, 0, 0, 0, 0, 2, 0], [6, 1, 1, 1, 1, 0, 0, 0, 0, 0]], np.float32)
