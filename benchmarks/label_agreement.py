@@ -2,8 +2,8 @@
 
 FER+ (Barsoum et al. 2016) had ten people label every FER2013 face again. This splits PublicTest by the share
 of a face's ten votes that went to its FER2013 label and gives each model's accuracy (against the FER2013
-label, as everywhere else) on each part. The crowd's own majority, over the seven emotions FER2013 has
-(contempt, unknown and not-a-face left out), is scored the same way as a reference. Run by hand:
+label, as everywhere else) on each part. The crowd's most-voted emotion of the seven FER2013 has (contempt,
+unknown and not-a-face left out; a plurality, not a majority) is scored the same way as a reference. Run by hand:
 
     .venv/bin/python benchmarks/label_agreement.py --models assets/models/fer2013.onnx assets/models/fer2013_level.onnx
 
@@ -59,7 +59,7 @@ def main() -> int:
     emotion_votes = votes[:, VOTE_OF_CLASS]
     share = emotion_votes[np.arange(len(labels)), labels] / np.maximum(votes.sum(1), 1)
     crowd = np.where(emotion_votes.sum(1) > 0, emotion_votes.argmax(1), -1)  # -1: no vote for any of the seven
-    right = {"FER+ crowd majority": crowd == labels}
+    right = {"FER+ crowd's most-voted": crowd == labels}
     names = [path.name for path in args.models]  # a column per model: its file name, its path where names repeat
     right.update({(path.name if names.count(path.name) == 1 else str(path)): model_predictions(path, faces) == labels
                   for path in args.models})

@@ -45,13 +45,27 @@ def load_splits(
     size: int = 48, skip_bad: bool = False, vote_rule: str = "plurality",
 ) -> dict[str, SplitData]:
     """Read every source, apply the scheme and return ``{"train": ..., "val": ..., "test": ...}``."""
+    return split_sources(read_sources(data, ferplus, size, skip_bad), scheme, label_map, size, vote_rule)
+
+
+def read_sources(data: list[Path], ferplus: Path | None = None, size: int = 48, skip_bad: bool = False) -> list[Source]:
+    """Every source read once, the FER+ votes (if any) attached to the first."""
     sources = [read_source(path, size, skip_bad) for path in data]
     if ferplus is not None:
         sources[0].votes = read_votes(ferplus, len(sources[0].pixels))
-    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {0: [], 1: [], 2: []}
     for source in sources:
         for note in source.notes:
             log.warning(note)
+    return sources
+
+
+def split_sources(
+    sources: list[Source], scheme: str, label_map: dict[str, str] | None = None, size: int = 48,
+    vote_rule: str = "plurality",
+) -> dict[str, SplitData]:
+    """The scheme applied to sources already read; ``vote_rule`` as in ``targets_for``."""
+    parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {0: [], 1: [], 2: []}
+    for source in sources:
         if source.pixels.shape[1:] != (size, size):
             raise DataError(f"{source.name}: images are {source.pixels.shape[1:]}, the run uses {size}x{size}")
         targets = targets_for(source, scheme, label_map or {}, vote_rule)

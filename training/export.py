@@ -43,7 +43,8 @@ def model_info(state: dict, tta: str = "none") -> ModelInfo:
         metrics={"val_acc": round(float(val.get("val_acc", 0.0)), 4), "epoch": int(state.get("epoch", 0))},
         extra={"framework": f"torch {torch.__version__}", "scheme": cfg["labels"],
                **({"tta": tta} if tta != "none" else {}),
-               **({"align": cfg["align"]} if cfg.get("align", "none") != "none" else {})},
+               **({"align": cfg["align"]} if cfg.get("align", "none") != "none" else {}),
+               **({"vote_rule": cfg.get("vote_rule", "plurality")} if cfg["labels"] == "ferplus" else {})},
     )
 
 

@@ -22,7 +22,7 @@ from training.augment import AugmentConfig
 from training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
-from training.datasets import SplitData, class_counts, floored, level_eyes, load_splits, reframed
+from training.datasets import SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
     DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
@@ -78,6 +78,7 @@ class TrainConfig:
     sam: float = 0.0  # sharpness-aware minimisation radius (0: plain steps)
     align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
     reframe: float = 0.0  # share of training faces shown as the app's detector and crop cut them
+    vote_rule: str = "plurality"  # ferplus: the rule of the validation faces that pick best.pt (labels.VOTE_RULES)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -109,6 +110,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                            "emotions only one annotator saw)")
     data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
                       help="map a source's class name onto a scheme label")
+    data.add_argument("--vote-rule", choices=sorted(schemes.VOTE_RULES), default="plurality",
+                      help="scheme ferplus: the validation faces and labels that score each epoch and pick best.pt, "
+                           "as in fer-train eval --vote-rule (plurality: most-voted emotion; majority: the FER+ "
+                           "authors' rule); the other rule's accuracy is reported beside it. Training faces are "
+                           "the same either way")
     data.add_argument("--skip-bad", action="store_true", help="skip malformed CSV rows instead of stopping")
     data.add_argument("--align", choices=("none", "eyes"), default="none",
                       help="eyes: turn every face so its eyes are level (MTCNN's landmarks); the exported model "
@@ -254,9 +260,15 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         torch.use_deterministic_algorithms(True)
     device = device_for(dist_info, cfg.device)
     class_names = schemes.SCHEMES[cfg.labels]
-    splits = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
-                         cfg.label_map, skip_bad=cfg.skip_bad)
-    train, val = splits["train"], splits["val"]
+    sources = read_sources([Path(p) for p in cfg.data], Path(cfg.ferplus) if cfg.ferplus else None,
+                           skip_bad=cfg.skip_bad)
+    splits = split_sources(sources, cfg.labels, cfg.label_map)  # training faces: by plurality whatever the rule
+    train = splits["train"]
+    rule_vals = {"plurality": splits["val"]}
+    if cfg.labels == "ferplus":  # validation under every vote rule: the run's picks best.pt, the others are reported
+        rule_vals.update({rule: split_sources(sources, cfg.labels, cfg.label_map, vote_rule=rule)["val"]
+                          for rule in schemes.VOTE_RULES if rule != "plurality"})
+    val = rule_vals.pop(cfg.vote_rule)
     framed_val = None
     if cfg.reframe:  # from the faces as loaded: a levelled model's crops are turned by the detector's roll
         level = cfg.align == "eyes"
@@ -264,6 +276,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         framed_val = SplitData(reframed(val.images, cfg.crop_margin, level, progress), val.labels, None)
     if cfg.align == "eyes":
         train.images, val.images = level_eyes(train.images), level_eyes(val.images)
+        for other in rule_vals.values():
+            other.images = level_eyes(other.images)
     if not cfg.soft:
         train.soft = None
     elif cfg.soft_floor and train.soft is not None:  # hard-label sources have no distribution to floor
@@ -279,7 +293,9 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
             raise SystemExit(f"fer-train: {err}") from None
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
-        log.info("train %d faces (%s); val %d; test %d", len(train), counts, len(val), len(splits["test"]))
+        others = "".join(f", {rule} rule {len(faces)}" for rule, faces in rule_vals.items())
+        rule = f" ({cfg.vote_rule} rule{others})" if rule_vals else ""
+        log.info("train %d faces (%s); val %d%s; test %d", len(train), counts, len(val), rule, len(splits["test"]))
 
     model = create_model(cfg.arch, len(class_names))
     if cfg.init and resume_state is None:  # a resumed run has its own weights; its --init source may be gone
@@ -328,6 +344,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         stats.update(evaluate(scored, val, mean=cfg.mean, std=cfg.std, device=device))
         if framed_val is not None:
             stats["val_framed_acc"] = evaluate(scored, framed_val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
+        for rule, other in rule_vals.items():
+            stats[f"val_{rule}_acc"] = evaluate(scored, other, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in stats.items()}}
         write_metrics_row(out / "metrics.csv", row)
         state = {"model": scored.state_dict(), "optimizer": optimizer.state_dict(),
@@ -340,9 +358,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         if stats["val_acc"] > best_acc:
             best_acc = stats["val_acc"]
             shutil.copyfile(out / "last.pt", out / "best.pt")
-        framed_note = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
+        notes = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
+        notes += "".join(f"  {rule} {stats[f'val_{rule}_acc']:.4f}" for rule in rule_vals)
         log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs", epoch, cfg.epochs,
-                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, framed_note, stats["epoch_s"])
+                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
         barrier(dist_info)
     if dist_info.is_main and last_epoch == cfg.epochs:
         finish_run(out)
@@ -396,6 +415,8 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train train: --sam takes a radius of 0 (off) or more")
     if not 0 <= cfg.reframe <= 1:
         raise SystemExit("fer-train train: --reframe takes a share between 0 (off) and 1")
+    if cfg.vote_rule != "plurality" and cfg.labels != "ferplus":
+        raise SystemExit(f"fer-train train: --vote-rule {cfg.vote_rule} is for --labels ferplus, not {cfg.labels}")
     if launched_rank() == 0:  # under torchrun, one process owns the run folder
         prepare_run_dir(Path(cfg.out), args.overwrite)
         (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

@@ -250,3 +250,37 @@ def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synth
     with pytest.raises(SystemExit, match="--reframe takes a share"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--reframe", "1.5"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_ferplus_run_picks_best_by_its_vote_rule_and_reports_the_other(synthetic, tmp_path):
+    from app.core.classifier import EmotionClassifier
+    from tests.training.conftest import SPLITS, votes_for, write_votes
+    from training.datasets import load_splits
+    from training.engine import evaluate
+
+    votes = votes_for(synthetic["labels"])
+    public = [i for i, usage in enumerate(SPLITS) if usage == "PublicTest"]
+    for row in public[:3]:  # neutral and sadness tie: plurality keeps them as neutral, majority drops them
+        votes[row] = [3, 0, 0, 3, 2, 0, 0, 0, 2, 0]
+    votes[public[3]] = [0, 7, 0, 0, 0, 0, 0, 0, 0, 1]  # a lone not-a-face vote: only majority keeps it
+    path = write_votes(tmp_path / "votes.csv", votes)
+    vals = {rule: load_splits([synthetic["csv"]], "ferplus", path, vote_rule=rule)["val"]
+            for rule in ("plurality", "majority")}
+    assert (len(vals["plurality"]), len(vals["majority"])) == (13, 11)
+    for rule, other in (("majority", "plurality"), ("plurality", "majority")):
+        run = tmp_path / rule
+        assert cli.main(train_args(synthetic, run, "--epochs", "3", "--labels", "ferplus", "--ferplus", str(path),
+                                   "--soft", "--vote-rule", rule)) == 0
+        rows = read_metrics(run / "metrics.csv")
+        best = load_checkpoint(run / "best.pt")
+        picked = rows[int(np.argmax([float(r["val_acc"]) for r in rows]))]
+        assert best["epoch"] == int(picked["epoch"])  # best.pt is the epoch with the best val_acc under `rule`
+        model = create_model("fernet", 8)
+        model.load_state_dict(best["model"])
+        for scored, column in ((rule, "val_acc"), (other, f"val_{other}_acc")):
+            accuracy = evaluate(model, vals[scored], mean=0.5, std=0.25)["val_acc"]
+            assert accuracy == pytest.approx(float(picked[column]), abs=1e-5)
+        assert EmotionClassifier(run / "model.onnx", device="cpu").info.extra["vote_rule"] == rule
+    with pytest.raises(SystemExit, match="--vote-rule majority is for --labels ferplus"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--vote-rule", "majority"))
+    assert not (tmp_path / "bad").exists()
