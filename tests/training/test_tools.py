@@ -35,3 +35,26 @@ def test_models_lists_the_registry_and_the_grid(capsys):
     names = capsys.readouterr().out.split()
     assert {"fernet", "cnn", "resnet9", "resnet18", "vgg16_bn", "efficientnet_v2_s"} <= set(names)
     assert sum(name.startswith("B") for name in names) == 12
+
+
+def test_curves_draw_every_validation_accuracy_column(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from training.plots import plot_curves
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_majority_acc\n"
+                       "1,1.5,0.40,1.6,0.38,0.41\n2,1.2,0.55,1.3,0.52,0.57\n")
+    lines = []
+    plot = matplotlib.axes.Axes.plot
+
+    def spy(axis, *args, label=None, **kwargs):
+        lines.append((axis, label, list(args[1])))
+        return plot(axis, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    plot_curves(metrics, tmp_path / "curves.png")
+    drawn = {(axis.get_title(), label): values for axis, label, values in lines}  # titles are set after plotting
+    assert drawn[("Accuracy", "val")] == [0.38, 0.52]
+    assert drawn[("Accuracy", "val (majority)")] == [0.41, 0.57]
+    assert Image.open(tmp_path / "curves.png").size[0] > 500
