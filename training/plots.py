@@ -13,16 +13,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_curves(metrics_csv: Path, out: Path) -> None:
+def plot_curves(metrics_csv: Path, out: Path, val_name: str = "val") -> None:
+    """``val_name``: the legend of ``val_acc`` (e.g. its FER+ vote rule beside the other's column)."""
     with metrics_csv.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     epochs = [int(r["epoch"]) for r in rows]
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
-    loss_axis.plot(epochs, [float(r["val_loss"]) for r in rows], label="val")
+    loss_axis.plot(epochs, [float(r["val_loss"]) for r in rows], label=val_name)
     loss_axis.set(xlabel="epoch", ylabel="loss", title="Loss")
     acc_axis.plot(epochs, [float(r["train_acc"]) for r in rows], label="train")
-    acc_axis.plot(epochs, [float(r["val_acc"]) for r in rows], label="val")
+    acc_axis.plot(epochs, [float(r["val_acc"]) for r in rows], label=val_name)
     for column in [c for c in rows[0] if c.startswith("val_") and c.endswith("_acc") and c != "val_acc"]:
         acc_axis.plot(epochs, [float(r[column]) for r in rows], label=f"val ({column[4:-4]})")  # framed, majority
     acc_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")

@@ -364,7 +364,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                  stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
         barrier(dist_info)
     if dist_info.is_main and last_epoch == cfg.epochs:
-        finish_run(out)
+        finish_run(out, f"val ({cfg.vote_rule})" if rule_vals else "val")
     return out
 
 
@@ -381,12 +381,12 @@ def truncate_metrics(path: Path, epoch: int) -> None:
             writer.writerows(kept)
 
 
-def finish_run(out: Path) -> None:
+def finish_run(out: Path, val_name: str = "val") -> None:
     """Curves and the ONNX model of the best epoch."""
     from training.export import export_checkpoint
     from training.plots import plot_curves
 
-    plot_curves(out / "metrics.csv", out / "curves.png")
+    plot_curves(out / "metrics.csv", out / "curves.png", val_name)
     export_checkpoint(out / "best.pt", out / "model.onnx")
     log.info("wrote %s and %s", out / "curves.png", out / "model.onnx")
 

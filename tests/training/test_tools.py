@@ -53,8 +53,8 @@ def test_curves_draw_every_validation_accuracy_column(tmp_path, monkeypatch):
         return plot(axis, *args, label=label, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-    plot_curves(metrics, tmp_path / "curves.png")
+    plot_curves(metrics, tmp_path / "curves.png", "val (plurality)")
     drawn = {(axis.get_title(), label): values for axis, label, values in lines}  # titles are set after plotting
-    assert drawn[("Accuracy", "val")] == [0.38, 0.52]
+    assert drawn[("Accuracy", "val (plurality)")] == [0.38, 0.52]
     assert drawn[("Accuracy", "val (majority)")] == [0.41, 0.57]
     assert Image.open(tmp_path / "curves.png").size[0] > 500
