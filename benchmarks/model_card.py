@@ -62,7 +62,7 @@ def main() -> int:
         f"- **Training**: {epochs}, {minutes:.0f} min on {args.hardware}; "
         f"best validation epoch {best['epoch']}{' of the second phase' if first else ''} "
         "(selected on the validation split only"
-        + (f", its {config['vote_rule']} of FER+ votes" if config.get("vote_rule", "plurality") != "plurality" else "")
+        + (f", FER+ faces by the {config['vote_rule']} rule" if config.get("vote_rule", "plurality") != "plurality" else "")
         + ")",
         f"- **Created**: {info.created}", "",
         "## Reproduce", "", "```bash", args.command, args.export_command, "```", "",

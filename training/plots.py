@@ -25,7 +25,8 @@ def plot_curves(metrics_csv: Path, out: Path, val_name: str = "val") -> None:
     acc_axis.plot(epochs, [float(r["train_acc"]) for r in rows], label="train")
     acc_axis.plot(epochs, [float(r["val_acc"]) for r in rows], label=val_name)
     for column in [c for c in rows[0] if c.startswith("val_") and c.endswith("_acc") and c != "val_acc"]:
-        acc_axis.plot(epochs, [float(r[column]) for r in rows], label=f"val ({column[4:-4]})")  # framed, majority
+        scored = [(epoch, float(r[column])) for epoch, r in zip(epochs, rows) if r[column]]  # empty before a resume
+        acc_axis.plot(*zip(*scored), label=f"val ({column[4:-4]})")  # framed, majority
     acc_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for axis in (loss_axis, acc_axis):
         axis.grid(alpha=0.3)

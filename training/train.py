@@ -231,11 +231,16 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def write_metrics_row(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
+    """Append one epoch's row; a column the file lacks (a run resumed by a newer fer-train) is added to it,
+    empty in the earlier rows."""
+    rows = read_metrics(path) if path.exists() else []
+    fields = list(rows[0]) if rows else []
+    added = [key for key in row if key not in fields]
+    with path.open("a" if rows and not added else "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields + added)
+        if not rows or added:
             writer.writeheader()
+            writer.writerows(rows)
         writer.writerow(row)
 
 
@@ -265,7 +270,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     splits = split_sources(sources, cfg.labels, cfg.label_map)  # training faces: by plurality whatever the rule
     train = splits["train"]
     rule_vals = {"plurality": splits["val"]}
-    if cfg.labels == "ferplus":  # validation under every vote rule: the run's picks best.pt, the others are reported
+    if cfg.labels == "ferplus":  # validation under every vote rule: the run's rule picks best.pt, the others are reported
         rule_vals.update({rule: split_sources(sources, cfg.labels, cfg.label_map, vote_rule=rule)["val"]
                           for rule in schemes.VOTE_RULES if rule != "plurality"})
     val = rule_vals.pop(cfg.vote_rule)

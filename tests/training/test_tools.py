@@ -37,24 +37,46 @@ def test_models_lists_the_registry_and_the_grid(capsys):
     assert sum(name.startswith("B") for name in names) == 12
 
 
-def test_curves_draw_every_validation_accuracy_column(tmp_path, monkeypatch):
+def drawn_curves(metrics, out, val_name, monkeypatch):
+    """plot_curves' lines as {(axis title, legend): (epochs, values)}."""
     import matplotlib.axes
 
     from training.plots import plot_curves
 
-    metrics = tmp_path / "metrics.csv"
-    metrics.write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_majority_acc\n"
-                       "1,1.5,0.40,1.6,0.38,0.41\n2,1.2,0.55,1.3,0.52,0.57\n")
     lines = []
     plot = matplotlib.axes.Axes.plot
 
     def spy(axis, *args, label=None, **kwargs):
-        lines.append((axis, label, list(args[1])))
+        lines.append((axis, label, (list(args[0]), list(args[1]))))
         return plot(axis, *args, label=label, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-    plot_curves(metrics, tmp_path / "curves.png", "val (plurality)")
-    drawn = {(axis.get_title(), label): values for axis, label, values in lines}  # titles are set after plotting
-    assert drawn[("Accuracy", "val (plurality)")] == [0.38, 0.52]
-    assert drawn[("Accuracy", "val (majority)")] == [0.41, 0.57]
+    plot_curves(metrics, out, val_name)
+    return {(axis.get_title(), label): points for axis, label, points in lines}  # titles are set after plotting
+
+
+def test_curves_draw_every_validation_accuracy_column(tmp_path, monkeypatch):
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,train_loss,train_acc,val_loss,val_acc,val_majority_acc\n"
+                       "1,1.5,0.40,1.6,0.38,0.41\n2,1.2,0.55,1.3,0.52,0.57\n")
+    drawn = drawn_curves(metrics, tmp_path / "curves.png", "val (plurality)", monkeypatch)
+    assert drawn[("Accuracy", "val (plurality)")] == ([1, 2], [0.38, 0.52])
+    assert drawn[("Accuracy", "val (majority)")] == ([1, 2], [0.41, 0.57])
     assert Image.open(tmp_path / "curves.png").size[0] > 500
+
+
+def test_a_column_new_after_a_resume_joins_the_metrics_and_is_drawn_where_it_has_values(tmp_path, monkeypatch):
+    from training.train import read_metrics, write_metrics_row
+
+    metrics = tmp_path / "metrics.csv"
+    base = {"train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.6}
+    write_metrics_row(metrics, {"epoch": 1, **base, "val_acc": 0.38})  # a run started by an older fer-train
+    write_metrics_row(metrics, {"epoch": 2, **base, "val_acc": 0.52, "val_majority_acc": 0.57})  # resumed by this one
+    write_metrics_row(metrics, {"epoch": 3, **base, "val_acc": 0.55, "val_majority_acc": 0.60})
+    rows = read_metrics(metrics)
+    assert [(r["epoch"], r["val_acc"], r["val_majority_acc"]) for r in rows] == [
+        ("1", "0.38", ""), ("2", "0.52", "0.57"), ("3", "0.55", "0.6")]
+    assert metrics.read_text().count("epoch") == 1
+    drawn = drawn_curves(metrics, tmp_path / "curves.png", "val", monkeypatch)
+    assert drawn[("Accuracy", "val")] == ([1, 2, 3], [0.38, 0.52, 0.55])
+    assert drawn[("Accuracy", "val (majority)")] == ([2, 3], [0.57, 0.6])
