@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.exists() and not args.overwrite:
             raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
         difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8, tta=args.tta)
-        print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference {difference:.2e}")
+        stage = " (of the float model it was quantised from)" if args.int8 else ""
+        print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference{stage} {difference:.2e}")
         return 0
     if args.command == "models":
         from models import list_models
