@@ -299,8 +299,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
         others = "".join(f", {rule} rule {len(faces)}" for rule, faces in rule_vals.items())
-        rule = f" ({cfg.vote_rule} rule{others})" if rule_vals else ""
-        log.info("train %d faces (%s); val %d%s; test %d", len(train), counts, len(val), rule, len(splits["test"]))
+        rules = f" ({cfg.vote_rule} rule{others})" if rule_vals else ""
+        log.info("train %d faces (%s); val %d%s; test %d", len(train), counts, len(val), rules, len(splits["test"]))
 
     model = create_model(cfg.arch, len(class_names))
     if cfg.init and resume_state is None:  # a resumed run has its own weights; its --init source may be gone
