@@ -13,7 +13,7 @@ from models import create_model
 from training import cli
 from training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
 from training.labels import FER2013
-from training.train import read_metrics
+from training.train import read_metrics, warn_short_ema
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -284,3 +284,22 @@ def test_ferplus_run_picks_best_by_its_vote_rule_and_reports_the_other(synthetic
     with pytest.raises(SystemExit, match="--vote-rule majority is for --labels ferplus"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--vote-rule", "majority"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(synthetic, tmp_path, caplog):
+    import re
+
+    with caplog.at_level("WARNING", logger="training.train"):
+        assert cli.main(train_args(synthetic, tmp_path / "slow", "--ema", "0.999")) == 0
+    warned = [r.getMessage() for r in caplog.records if "--ema" in r.getMessage()]
+    # 42 training faces, batches of 8: 5 steps an epoch, 10 in all; 0.999**10 of the first weights stay
+    assert len(warned) == 1 and "over this run's 10 steps leaves 99% of the untrained first weights" in warned[0]
+    advised = float(re.search(r"--ema (0\.\d+) or less", warned[0]).group(1))
+    assert advised ** 10 < 0.05 < (advised + 0.001) ** 10  # the largest decay that leaves under 5%
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="training.train"):
+        warn_short_ema(advised, 10)
+        # a second phase's average starts from trained weights, so keeping them is no fault
+        assert cli.main(train_args(synthetic, tmp_path / "phase2", "--ema", "0.999", "--init", str(tmp_path / "slow"))) == 0
+    assert not [r for r in caplog.records if "--ema" in r.getMessage()]
