@@ -256,7 +256,7 @@ def warn_short_ema(decay: float, steps: int, most_kept: float = 0.01) -> None:
     kept = decay ** steps
     if kept > most_kept:
         fits = math.floor(most_kept ** (1 / steps) * 1e4) / 1e4  # rounded down, so it does leave under most_kept
-        log.warning("--ema %g over this run's %d steps leaves %.0f%% of the untrained first weights in the averaged "
+        log.warning("--ema %g over this run's %d steps leaves %.1f%% of the untrained first weights in the averaged "
                     "weights that validation, best.pt and exports use; --ema %.4f or less (or more epochs) leaves "
                     "under %.0f%%", decay, steps, 100 * kept, fits, 100 * most_kept)
 

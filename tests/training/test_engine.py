@@ -293,7 +293,7 @@ def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(
         assert cli.main(train_args(synthetic, tmp_path / "slow", "--ema", "0.999")) == 0
     warned = [r.getMessage() for r in caplog.records if "--ema" in r.getMessage()]
     # 42 training faces, batches of 8: 5 steps an epoch, 10 in all; 0.999**10 of the first weights stay
-    assert len(warned) == 1 and "over this run's 10 steps leaves 99% of the untrained first weights" in warned[0]
+    assert len(warned) == 1 and "over this run's 10 steps leaves 99.0% of the untrained first weights" in warned[0]
     advised = float(re.search(r"--ema (0\.\d+) or less", warned[0]).group(1))
     assert advised ** 10 < 0.01 < (advised + 0.001) ** 10  # the largest decay that leaves under 1%
 
