@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -287,8 +288,6 @@ def test_ferplus_run_picks_best_by_its_vote_rule_and_reports_the_other(synthetic
 
 
 def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(synthetic, tmp_path, caplog):
-    import re
-
     with caplog.at_level("WARNING", logger="training.train"):
         assert cli.main(train_args(synthetic, tmp_path / "slow", "--ema", "0.999")) == 0
     warned = [r.getMessage() for r in caplog.records if "--ema" in r.getMessage()]
