@@ -326,10 +326,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         except CheckpointError as err:
             raise SystemExit(f"fer-train: {err}") from None
     model = model.to(device, memory_format=torch.channels_last)
-    steps_per_epoch = len(train) // dist_info.world // cfg.batch_size
-    optimizer, scheduler = build_optimizer(cfg, model, max(1, steps_per_epoch * cfg.epochs))
+    total_steps = max(1, len(train) // dist_info.world // cfg.batch_size * cfg.epochs)
+    optimizer, scheduler = build_optimizer(cfg, model, total_steps)
     if cfg.ema and not cfg.init and resume_state is None and dist_info.is_main:
-        warn_short_ema(cfg.ema, max(1, steps_per_epoch * cfg.epochs))
+        warn_short_ema(cfg.ema, total_steps)
     ema = None
     if cfg.ema:
         ema = torch.optim.swa_utils.AveragedModel(
