@@ -1,4 +1,4 @@
-"""Batched augmentation on uint8 face tensors: one affine warp per batch, then erasing and noise."""
+"""Batched augmentation on uint8 face tensors: lighting, then one affine warp per batch, then erasing and noise."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ class AugmentConfig:
     erase: float = 0.0  # probability of erasing one random rectangle
     noise: float = 0.0  # std of Gaussian noise on the normalised input
     reframe: float = 0.0  # share of faces shown as the app's detector and crop cut them (needs SplitData.reframed)
+    brightness: float = 0.0  # each face's pixels times a factor uniform in 1 +- brightness
+    contrast: float = 0.0  # each face's spread about its own mean times a factor uniform in 1 +- contrast
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 (N, H, W) -> float (N, 1, H, W), as app.core.crop.normalize does for the app."""
+    """0-255 faces (N, H, W), uint8 or float -> float (N, 1, H, W), as app.core.crop.normalize does for the app."""
     return ((images.float() * (1.0 / 255.0) - mean) / std).unsqueeze(1)
 
 
@@ -32,6 +34,21 @@ def pick_faces(images: torch.Tensor, reframed: torch.Tensor | None, share: float
         return images
     chosen = torch.rand(len(images), generator=generator) < share
     return torch.where(chosen[:, None, None], reframed, images)
+
+
+def relight(faces: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Faces (N, H, W) with random contrast, then brightness, on the 0-255 scale; untouched (and no draws) when off."""
+    if not (cfg.brightness or cfg.contrast):
+        return faces
+    n = len(faces)
+    pixels = faces.float()
+    if cfg.contrast:
+        factor = 1.0 + (torch.rand(n, 1, 1, generator=generator) * 2 - 1) * cfg.contrast
+        mean = pixels.mean((1, 2), keepdim=True)
+        pixels = (pixels - mean) * factor + mean
+    if cfg.brightness:
+        pixels = pixels * (1.0 + (torch.rand(n, 1, 1, generator=generator) * 2 - 1) * cfg.brightness)
+    return pixels.clamp(0.0, 255.0)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import AugmentConfig, augment, mix, normalize, pick_faces
+from training.augment import AugmentConfig, augment, mix, normalize, pick_faces, relight
 from training.datasets import SplitData
 
 
@@ -94,7 +94,7 @@ def train_one_epoch(
     for index in bar:
         reframed = data.reframed[index] if data.reframed is not None else None
         faces = pick_faces(data.images[index], reframed, augment_cfg.reframe, generator)
-        x = augment(normalize(faces, mean, std), augment_cfg, generator)
+        x = augment(normalize(relight(faces, augment_cfg, generator), mean, std), augment_cfg, generator)
         hard = data.labels[index]
         target = data.soft[index] if data.soft is not None else F.one_hot(hard, num_classes).float()
         if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:

@@ -80,6 +80,8 @@ class TrainConfig:
     align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
     reframe: float = 0.0  # share of training faces shown as the app's detector and crop cut them
     vote_rule: str = "plurality"  # ferplus: the rule of the validation faces that pick best.pt (labels.VOTE_RULES)
+    brightness: float = 0.0  # random brightness: each face's pixels times a factor in 1 +- brightness
+    contrast: float = 0.0  # random contrast: each face's spread about its mean times a factor in 1 +- contrast
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -96,7 +98,8 @@ class TrainConfig:
 
     @property
     def augment(self) -> AugmentConfig:
-        return AugmentConfig(self.crop_pad, self.flip, self.rotate, self.scale, self.erase, self.noise, self.reframe)
+        return AugmentConfig(self.crop_pad, self.flip, self.rotate, self.scale, self.erase, self.noise, self.reframe,
+                             self.brightness, self.contrast)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,6 +165,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     aug.add_argument("--scale", type=float, default=0.0, help="random zoom, e.g. 0.1 for +-10%%")
     aug.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
     aug.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std")
+    aug.add_argument("--brightness", type=float, default=0.0, metavar="B",
+                     help="random brightness: each face's pixels times a factor drawn in 1 +- B (0-1; 0: off)")
+    aug.add_argument("--contrast", type=float, default=0.0, metavar="C",
+                     help="random contrast: each face's spread about its own mean times a factor drawn in 1 +- C "
+                          "(0-1; 0: off); applied before --brightness")
     aug.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
                      help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
                           "an enlarged copy and cut by its crop (computed once, minutes; cached in "
@@ -439,6 +447,9 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train train: --sam takes a radius of 0 (off) or more")
     if not 0 <= cfg.reframe <= 1:
         raise SystemExit("fer-train train: --reframe takes a share between 0 (off) and 1")
+    for name in ("brightness", "contrast"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise SystemExit(f"fer-train train: --{name} takes a factor's spread between 0 (off) and 1")
     if cfg.vote_rule != "plurality" and cfg.labels != "ferplus":
         raise SystemExit(f"fer-train train: --vote-rule {cfg.vote_rule} is for --labels ferplus, not {cfg.labels}")
     if launched_rank() == 0:  # under torchrun, one process owns the run folder
