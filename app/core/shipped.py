@@ -14,6 +14,7 @@ TITLES = {
     "ferplus.onnx": "Emotions, 8 classes with contempt (FER+)",
     "engagement.onnx": "Engagement: angry, bored, focused, neutral",
     "fer2013_level.onnx": "Emotions, 7 classes, for tilted heads (FER2013, eyes levelled)",
+    "fer2013_light.onnx": "Emotions, 7 classes, for dim or uneven light (FER2013, relit in training)",
 }
 
 
