@@ -6,7 +6,7 @@ contrast factor, then all its pixels by a brightness factor (clipped to 0-255 an
 store them), and scores each model against the FER2013 labels, through the app's classifier. Faces of a model
 trained on level eyes are levelled first, as in ``benchmarks/label_agreement.py``. Run by hand:
 
-    .venv/bin/python benchmarks/lighting.py --models assets/models/fer2013.onnx assets/models/fer2013_level.onnx
+    .venv/bin/python benchmarks/lighting.py --models assets/models/fer2013*.onnx
 """
 
 from __future__ import annotations
