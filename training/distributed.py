@@ -30,14 +30,15 @@ def launched_rank() -> int:
 
 
 def init_distributed() -> DistInfo:
-    """Join the process group when started by torchrun (NCCL on GPUs, gloo on CPU)."""
+    """Join the process group when started by torchrun (NCCL for GPU tensors, gloo for CPU ones)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    backend = "gloo"
+    if torch.cuda.is_available():
         torch.cuda.set_device(info.local_rank)
+        backend = "cpu:gloo,cuda:nccl"  # the per-epoch scalars below are CPU tensors, which NCCL refuses
     dist.init_process_group(backend)
     return info
 
@@ -56,6 +57,15 @@ def all_reduce_mean(value: float, info: DistInfo) -> float:
     tensor = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(tensor)
     return float(tensor) / info.world
+
+
+def broadcast_from_main(value: float, info: DistInfo) -> float:
+    """The main process's ``value`` in every process."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(tensor, src=0)
+    return float(tensor)
 
 
 def barrier(info: DistInfo) -> None:

@@ -26,7 +26,7 @@ from training.checkpoint import (
 from training.datasets import SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources
 from training.distill import check_settings, distilled_targets
 from training.distributed import (
-    DistInfo, all_reduce_mean, barrier, device_for, init_distributed, launched_rank, shutdown,
+    DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
 from training.engine import LossConfig, evaluate, train_one_epoch
 
@@ -82,6 +82,8 @@ class TrainConfig:
     vote_rule: str = "plurality"  # ferplus: the rule of the validation faces that pick best.pt (labels.VOTE_RULES)
     brightness: float = 0.0  # random brightness: each face's pixels times a factor in 1 +- brightness
     contrast: float = 0.0  # random contrast: each face's spread about its mean times a factor in 1 +- contrast
+    plateau_patience: int = 5  # schedule plateau: epochs without better validation accuracy before each cut
+    plateau_factor: float = 0.5  # schedule plateau: what each cut multiplies the learning rate by
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -135,8 +137,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     optim.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on biases or norms")
-    optim.add_argument("--schedule", choices=("onecycle", "cosine", "none"), default="onecycle", help="learning-rate schedule")
+    optim.add_argument("--schedule", choices=("onecycle", "cosine", "plateau", "none"), default="onecycle",
+                       help="learning-rate schedule (plateau: --lr until validation accuracy stops rising, then cut "
+                            "by --plateau-factor after each --plateau-patience epochs without a better one; with "
+                            "--ema it watches the training weights' accuracy, val_raw_acc, as the average lags them)")
     optim.add_argument("--warmup", type=float, default=0.2, help="share of steps spent warming up (onecycle)")
+    optim.add_argument("--plateau-patience", type=int, default=5, metavar="EPOCHS",
+                       help="schedule plateau: epochs without a better validation accuracy before each cut")
+    optim.add_argument("--plateau-factor", type=float, default=0.5, metavar="F",
+                       help="schedule plateau: each cut multiplies the learning rate by F (between 0 and 1)")
     optim.add_argument("--label-smoothing", type=float, default=0.1, help="share of each target spread over all classes")
     optim.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
     optim.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
@@ -221,6 +230,9 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, steps: int):
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=warmup)
     elif cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    elif cfg.schedule == "plateau":  # stepped once an epoch with the validation accuracy, not after each batch
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     else:
         scheduler = None
     return optimizer, scheduler
@@ -267,6 +279,19 @@ def warn_short_ema(decay: float, steps: int, most_kept: float = 0.01) -> None:
         log.warning("--ema %g over this run's %d steps leaves %.1f%% of the untrained first weights in the averaged "
                     "weights that validation, best.pt and exports use; --ema %.4f or less (or more epochs) leaves "
                     "under %.0f%%", decay, steps, 100 * kept, fits, 100 * most_kept)
+
+
+def step_plateau(scheduler, stats: dict, dist_info: DistInfo) -> None:
+    """Step ReduceLROnPlateau in every process by the main process's watched accuracy (the training weights'
+    ``val_raw_acc`` when an average is kept, else ``val_acc``); the main process logs each cut."""
+    name = "val_raw_acc" if "val_raw_acc" in stats else "val_acc"
+    before = scheduler.optimizer.param_groups[0]["lr"]
+    scheduler.step(broadcast_from_main(stats.get(name, 0.0), dist_info))
+    after = scheduler.optimizer.param_groups[0]["lr"]
+    if after < before and dist_info.is_main:
+        waited = scheduler.patience + 1
+        log.info("no better %s for %d epoch%s: learning rate %g -> %g", name, waited, "s" if waited > 1 else "",
+                 before, after)
 
 
 def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True, stop_after: int = 0) -> Path:
@@ -363,22 +388,30 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     losses = loss_config(cfg, train, len(class_names))
     scored = ema.module if ema is not None else model
     last_epoch = min(cfg.epochs, stop_after) if stop_after else cfg.epochs
+    plateau = cfg.schedule == "plateau"
+    per_step = None if plateau else scheduler
     for epoch in range(start_epoch, last_epoch + 1):
         stats = train_one_epoch(
-            trained, train, optimizer, scheduler, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
+            trained, train, optimizer, per_step, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
             augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank, amp=cfg.amp,
             world=dist_info.world, device=device, progress=progress and dist_info.is_main)
         stats["train_loss"] = all_reduce_mean(stats["train_loss"], dist_info)
         stats["train_acc"] = all_reduce_mean(stats["train_acc"], dist_info)
+        lr = optimizer.param_groups[0]["lr"]  # this epoch's, before a plateau cut
+        if dist_info.is_main:
+            stats.update(evaluate(scored, val, mean=cfg.mean, std=cfg.std, device=device))
+            if plateau and ema is not None:  # the rate moves the training weights; the average lags them by epochs
+                stats["val_raw_acc"] = evaluate(model, val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
+        if plateau:
+            step_plateau(scheduler, stats, dist_info)
         if not dist_info.is_main:
             barrier(dist_info)
             continue
-        stats.update(evaluate(scored, val, mean=cfg.mean, std=cfg.std, device=device))
         if framed_val is not None:
             stats["val_framed_acc"] = evaluate(scored, framed_val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
         for rule, other in rule_vals.items():
             stats[f"val_{rule}_acc"] = evaluate(scored, other, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **{k: round(v, 5) for k, v in stats.items()}}
+        row = {"epoch": epoch, "lr": lr, **{k: round(v, 5) for k, v in stats.items()}}
         write_metrics_row(out / "metrics.csv", row)
         state = {"model": scored.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else {},
@@ -391,6 +424,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
             best_acc = stats["val_acc"]
             shutil.copyfile(out / "last.pt", out / "best.pt")
         notes = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
+        notes += f"  raw {stats['val_raw_acc']:.4f}" if "val_raw_acc" in stats else ""
         notes += "".join(f"  {rule} {stats[f'val_{rule}_acc']:.4f}" for rule in rule_vals)
         log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs", epoch, cfg.epochs,
                  stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
@@ -450,6 +484,9 @@ def main(args: argparse.Namespace) -> int:
     for name in ("brightness", "contrast"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise SystemExit(f"fer-train train: --{name} takes a factor's spread between 0 (off) and 1")
+    if not 0 < cfg.plateau_factor < 1 or cfg.plateau_patience < 0:
+        raise SystemExit("fer-train train: --plateau-factor takes a factor between 0 and 1 and --plateau-patience "
+                         "a number of epochs of 0 or more")
     if cfg.vote_rule != "plurality" and cfg.labels != "ferplus":
         raise SystemExit(f"fer-train train: --vote-rule {cfg.vote_rule} is for --labels ferplus, not {cfg.labels}")
     if launched_rank() == 0:  # under torchrun, one process owns the run folder

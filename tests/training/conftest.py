@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from training.labels import FER2013
+from training.train import read_metrics
 
 SPLITS = ("Training",) * 42 + ("PublicTest",) * 14 + ("PrivateTest",) * 7
 
@@ -61,3 +62,18 @@ def synthetic(tmp_path_factory):
         target.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.kron(image, np.ones((2, 2), np.uint8))).save(target / f"{index}.png")  # 96 px
     return {"csv": csv_path, "votes": votes_path, "folder": folder, "images": images, "labels": labels}
+
+
+def plateau_cuts_follow_validation(run, factor):
+    """Check metrics.csv against --plateau-patience 0: each epoch whose watched accuracy (val_raw_acc with --ema,
+    else val_acc) is no better than the best before it multiplies the next epoch's learning rate by ``factor``;
+    return how many cuts there were."""
+    rows = read_metrics(run / "metrics.csv")
+    best, cuts = -1.0, 0
+    for row, following in zip(rows, rows[1:]):
+        acc, lr = float(row.get("val_raw_acc") or row["val_acc"]), float(row["lr"])
+        improved = acc > best * (1 + 1e-4)  # ReduceLROnPlateau's default relative threshold
+        best = max(best, acc)
+        assert float(following["lr"]) == pytest.approx(lr if improved else lr * factor)
+        cuts += not improved
+    return cuts

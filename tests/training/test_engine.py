@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from models import create_model
+from tests.training.conftest import plateau_cuts_follow_validation
 from training import cli
 from training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
 from training.labels import FER2013
@@ -302,3 +303,33 @@ def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(
         # a second phase's average starts from trained weights, so keeping them is no fault
         assert cli.main(train_args(synthetic, tmp_path / "phase2", "--ema", "0.999", "--init", str(tmp_path / "slow"))) == 0
     assert not [r for r in caplog.records if "--ema" in r.getMessage()]
+
+
+def test_plateau_schedule_cuts_the_rate_when_validation_stops_rising_and_resumes_with_it(synthetic, tmp_path):
+    run = tmp_path / "plateau"
+    # a rate too small to change the validation accuracy: every epoch after the first is a plateau
+    args = train_args(synthetic, run, "--schedule", "plateau", "--plateau-patience", "0", "--plateau-factor", "0.25",
+                      "--lr", "1e-7", "--epochs", "4", "--stop-after", "2")
+    assert cli.main(args) == 0
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run) == [1, 2, 3, 4]
+    rows = read_metrics(run / "metrics.csv")
+    assert "val_raw_acc" not in rows[0]  # without --ema, val_acc is the training weights' own
+    assert plateau_cuts_follow_validation(run, 0.25) >= 2  # cuts before and after the resume
+    assert float(rows[0]["lr"]) == pytest.approx(1e-7)  # no warm-up, no per-step decay
+
+    # with --ema the rate follows the training weights: a rate that trains while the average (0.999 of the first
+    # weights kept each step) still scores the untrained net
+    averaged = tmp_path / "averaged"
+    args = train_args(synthetic, averaged, "--schedule", "plateau", "--plateau-patience", "0", "--ema", "0.999",
+                      "--lr", "0.05", "--epochs", "6")
+    assert cli.main(args) == 0
+    rows = read_metrics(averaged / "metrics.csv")
+    raw, avg = [float(r["val_raw_acc"]) for r in rows], [float(r["val_acc"]) for r in rows]
+    assert max(raw) > max(avg)
+    plateau_cuts_follow_validation(averaged, 0.5)
+
+    for bad in (["--plateau-factor", "1"], ["--plateau-factor", "0"], ["--plateau-patience", "-1"]):
+        with pytest.raises(SystemExit, match="--plateau-factor takes a factor between 0 and 1"):
+            cli.main(train_args(synthetic, tmp_path / "bad", "--schedule", "plateau", *bad))
+    assert not (tmp_path / "bad").exists()

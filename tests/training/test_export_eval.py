@@ -11,6 +11,7 @@ import torch
 from app.core.classifier import EmotionClassifier
 from models import create_model
 from tests.conftest import weight_types
+from tests.training.conftest import plateau_cuts_follow_validation
 from training import cli
 from training.export import ExportError, export_model, model_info
 from training.metrics import confusion_matrix, report
@@ -93,15 +94,19 @@ def test_metrics_against_a_hand_checked_confusion_matrix():
 
 def test_two_process_gloo_ddp_smoke(synthetic, tmp_path):
     run = tmp_path / "ddp"
+    # the plateau schedule: the main process's validation accuracy is broadcast to the other each epoch (a
+    # process left out of the broadcast would hang the run) and its rate follows the rule
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-               "-m", "training.cli", "train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1",
-               "--batch-size", "8", "--no-progress", "--threads", "1"]
+               "-m", "training.cli", "train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "3",
+               "--batch-size", "8", "--no-progress", "--threads", "1", "--schedule", "plateau",
+               "--plateau-patience", "0", "--lr", "1e-7"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "model.onnx").exists()
     with (run / "metrics.csv").open() as handle:
-        assert len(handle.read().strip().splitlines()) == 2  # one process wrote one row
+        assert len(handle.read().strip().splitlines()) == 4  # one process wrote one row an epoch
+    assert plateau_cuts_follow_validation(run, 0.5) >= 1
 
 
 def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
