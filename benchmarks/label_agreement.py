@@ -33,6 +33,13 @@ PARTS = (("none", lambda share: share == 0), ("under half", lambda share: (share
 VOTE_OF_CLASS = [[canonical(c) for c in VOTE_COLUMNS].index(name) for name in FER2013]
 
 
+def public_test(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FER2013's PublicTest faces (uint8, N x 48 x 48), their labels, and which of the file's rows they are."""
+    with np.load(path) as data:
+        rows = data["usage"] == 1
+        return np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64), rows
+
+
 def model_predictions(path: Path, faces: np.ndarray) -> np.ndarray:
     classifier = EmotionClassifier(path, device="cpu", threads=1)
     if tuple(classifier.labels) != FER2013:
@@ -52,10 +59,8 @@ def main() -> int:
     parser.add_argument("--ferplus", type=Path, default=REPO.parent / "shared" / "data" / "ferplus.csv")
     parser.add_argument("--models", type=Path, nargs="+", default=[default_model_path()])
     args = parser.parse_args()
-    with np.load(args.data) as data:
-        rows = data["usage"] == 1  # PublicTest
-        faces, labels = np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64)
-        votes = read_votes(args.ferplus, len(data["usage"]))[rows]
+    faces, labels, rows = public_test(args.data)
+    votes = read_votes(args.ferplus, len(rows))[rows]
     emotion_votes = votes[:, VOTE_OF_CLASS]
     share = emotion_votes[np.arange(len(labels)), labels] / np.maximum(votes.sum(1), 1)
     crowd = np.where(emotion_votes.sum(1) > 0, emotion_votes.argmax(1), -1)  # -1: no vote for any of the seven

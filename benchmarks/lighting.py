@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.core.shipped import default_model_path  # noqa: E402
-from benchmarks.label_agreement import model_predictions  # noqa: E402
+from benchmarks.label_agreement import model_predictions, public_test  # noqa: E402
 
 # (name, brightness factor, contrast factor)
 LIGHTING = (("as is", 1.0, 1.0), ("dim x0.7", 0.7, 1.0), ("dark x0.5", 0.5, 1.0), ("bright x1.3", 1.3, 1.0),
@@ -39,9 +39,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
     parser.add_argument("--models", type=Path, nargs="+", default=[default_model_path()])
     args = parser.parse_args()
-    with np.load(args.data) as data:
-        rows = data["usage"] == 1  # PublicTest
-        faces, labels = np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64)
+    faces, labels, _ = public_test(args.data)
     names = [path.name for path in args.models]  # a row per model: its file name, its path where names repeat
     print(f"FER2013 PublicTest, {len(labels)} faces; accuracy against the FER2013 label, by lighting "
           "(contrast about each face's mean, then brightness)")
