@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from app.core.classifier import EmotionClassifier  # noqa: E402
 from app.core.shipped import default_model_path  # noqa: E402
+from benchmarks.label_agreement import public_test  # noqa: E402
 from training.metrics import confusion_matrix, report  # noqa: E402
 
 FER2013_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -76,9 +77,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of each model, taken in turn")
     args = parser.parse_args()
-    with np.load(args.data) as data:
-        rows = data["usage"] == 1  # PublicTest
-        faces, labels = np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64)
+    faces, labels, _ = public_test(args.data)
     ours = faces
     if EmotionClassifier(args.model, device="cpu").info.levels_eyes:
         import torch
