@@ -95,9 +95,9 @@ def split_of(report: dict) -> str:
 
 
 def precision_of(model: Path) -> str:
-    """'int8' or 'float32' for an .onnx file (from its metadata), 'checkpoint' for a .pt file."""
+    """'int8' or 'float32' for an .onnx file (from its metadata); a .pt checkpoint holds float32 weights."""
     if model.suffix != ".onnx":
-        return "checkpoint"
+        return "float32 (checkpoint)"
     return EmotionClassifier(model, device="cpu").info.extra.get("precision", "float32")
 
 

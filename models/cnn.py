@@ -140,9 +140,9 @@ def fernet_deep3(num_classes: int) -> nn.Module:
     (seed 1) it led fernet by 0.8-1.4 points from epoch 45 to 70, then ended level: 0.6891 on PublicTest against
     0.6874 (last-20-epoch means 0.6853 against 0.6820), 0.6860 as int8 against 0.6896. With relit faces as well
     (`--brightness 0.3 --contrast 0.3`, the fer2013_light card) it is fer2013_light.onnx: 0.6863 after the first
-    phase (last 20 epochs 0.6821), 0.6957 after the second, 0.6927 as int8; fernet on that recipe (float / int8)
-    0.6877 / 0.6888 (seed 1) and 0.6865 / 0.6840 (seed 2); 1.05x fernet's time a face on an AVX2-only host
-    (trained files)."""
+    phase (last 20 epochs 0.6821), 0.6957 after the second, 0.6927 as int8 (seed 2: 0.6851, 0.6877, 0.6871);
+    fernet on that recipe (float / int8) 0.6877 / 0.6888 (seed 1) and 0.6865 / 0.6840 (seed 2); 1.05x fernet's
+    time a face on an AVX2-only host, 1.15x on a VNNI one (trained files)."""
     return staged_net(FERNET_STAGES[:-1] + ((256, 256),), num_classes)
 
 
