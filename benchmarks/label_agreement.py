@@ -40,16 +40,22 @@ def public_test(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.ascontiguousarray(data["pixels"][rows]), data["emotion"][rows].astype(np.int64), rows
 
 
+def as_the_app_feeds(classifier: EmotionClassifier, faces: np.ndarray) -> np.ndarray:
+    """The faces as the app gives them to this model: eyes levelled where its metadata asks for it."""
+    if not classifier.info.levels_eyes:
+        return faces
+    import torch
+
+    from training.datasets import level_eyes
+
+    return level_eyes(torch.from_numpy(faces)).numpy()
+
+
 def model_predictions(path: Path, faces: np.ndarray) -> np.ndarray:
     classifier = EmotionClassifier(path, device="cpu", threads=1)
     if tuple(classifier.labels) != FER2013:
         raise SystemExit(f"{path}: its classes are {', '.join(classifier.labels)}, not FER2013's seven")
-    if classifier.info.levels_eyes:
-        import torch
-
-        from training.datasets import level_eyes
-
-        faces = level_eyes(torch.from_numpy(faces)).numpy()  # as the app turns its crops for this model
+    faces = as_the_app_feeds(classifier, faces)
     return np.concatenate([classifier(faces[start:start + 256]).argmax(1) for start in range(0, len(faces), 256)])
 
 
