@@ -43,6 +43,39 @@ def main(argv: list[str] | None = None) -> int:
 
     level = logging.INFO if launched_rank() == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return run_command(args)
+    except KeyboardInterrupt:
+        print(f"fer-train: stopped{resume_hint(args)}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
+        print(f"fer-train: {err}", file=sys.stderr)
+        return 1
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What bad input raises: said in one line, without a traceback."""
+    from app.core.classifier import ModelLoadError
+    from training.checkpoint import CheckpointError
+    from training.data import DataError
+    from training.export import ExportError
+
+    return ModelLoadError, CheckpointError, DataError, ExportError
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after Ctrl-C: a training run continues from its last.pt, if it got that far."""
+    if args.command != "train":
+        return ""
+    run = args.resume or args.out
+    if run is not None and (run / "last.pt").is_file():
+        return f"; continue with: fer-train train --resume {run}"
+    return " before the first epoch ended; nothing to resume, run the same command again"
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "train":
         from training.train import main as train_main
 
@@ -59,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.out.exists() and not args.overwrite:
             raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8, tta=args.tta)
         stage = " (of the float model it was quantised from)" if args.int8 else ""
         print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference{stage} {difference:.2e}")

@@ -83,6 +83,14 @@ def read_npz(path: Path) -> Source:
 
 def read_fer_csv(path: Path, skip_bad: bool = False) -> Source:
     """The Kaggle ``fer2013.csv``: ``emotion,pixels,Usage`` with 2304 space-separated pixels a row."""
+    try:
+        return _read_fer_csv(path, skip_bad)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; --data takes the Kaggle fer2013.csv, an .npz copy of it, "
+                        "or an image folder ROOT/<split>/<class>/") from None
+
+
+def _read_fer_csv(path: Path, skip_bad: bool) -> Source:
     images, splits, labels, bad = [], [], [], 0
     with path.open(newline="") as handle:
         reader = csv.reader(handle)

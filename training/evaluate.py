@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="a checkpoint (.pt) or an exported model (.onnx)")
+    parser.add_argument("--model", type=Path, required=True, help="a checkpoint (.pt), a run folder (its best.pt) or an exported model (.onnx)")
     parser.add_argument("--data", type=Path, action="append", required=True, help="as for train; repeat to merge")
     parser.add_argument("--ferplus", type=Path, help="FER+ vote file aligned with the first --data")
     parser.add_argument("--labels", choices=sorted(schemes.SCHEMES), help="label scheme (default: the model's)")
@@ -80,6 +80,9 @@ def scheme_and_levelling(path: Path) -> tuple[str | None, bool]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from training.checkpoint import run_checkpoint
+
+    args.model = run_checkpoint(args.model)  # a run folder stands for its best.pt
     own_scheme, levelled = scheme_and_levelling(args.model)
     scheme = args.labels or own_scheme or "fer2013"
     if args.vote_rule != "plurality" and scheme != "ferplus":

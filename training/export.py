@@ -15,7 +15,7 @@ import torch
 from app.core.metadata import ModelInfo
 from models import create_model
 from training import labels as schemes
-from training.checkpoint import load_checkpoint, load_model_state
+from training.checkpoint import load_checkpoint, load_model_state, run_checkpoint
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-3  # largest allowed |ORT - PyTorch| on softmax probabilities
@@ -102,7 +102,9 @@ def parity(model: torch.nn.Module, onnx_path: str, inputs: np.ndarray) -> float:
 
 def export_checkpoint(checkpoint: Path, out: Path, int8: bool = False, tta: str = "none") -> float:
     """Export ``checkpoint`` to ``out``; with ``int8``, the file at ``out`` is the 8-bit model, calibrated on
-    training faces of the run's own data. Returns the float model's largest difference from PyTorch."""
+    training faces of the run's own data; a run folder stands for its best.pt. Returns the float model's largest
+    difference from PyTorch."""
+    checkpoint = run_checkpoint(checkpoint)
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
     info = model_info(state, tta)

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from training.engine import LossConfig, evaluate, train_one_epoch
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx")
+PROGRESS_FILES = ("last.pt", "model.onnx")  # a folder without them holds no epoch to resume or model to keep
+LEFTOVER_PATTERNS = ("last.pt*.tmp", "best.pt*.tmp", "*.onnx.tmp")  # half-written files of a killed run
 
 
 @dataclass(frozen=True)
@@ -204,13 +205,27 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> None:
+    """An empty run folder at ``out``. One that holds a checkpoint or model is kept unless ``overwrite``; the
+    files of a run that stopped before its first checkpoint (config.json, say, after bad data) are replaced."""
     existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not overwrite:
+    progress = [name for name in existing if name in PROGRESS_FILES]
+    if progress and not overwrite:
         raise SystemExit(f"fer-train: {out} already holds a run ({', '.join(existing)}); "
                          "pass --overwrite to replace it or --resume to continue it")
     out.mkdir(parents=True, exist_ok=True)
     for name in existing:
         (out / name).unlink()
+    remove_leftovers(out)
+
+
+def remove_leftovers(out: Path) -> None:
+    """Delete the half-written checkpoints and models a killed run left in its folder."""
+    leftovers = sorted({path for pattern in LEFTOVER_PATTERNS for path in out.glob(pattern) if path.is_file()})
+    for path in leftovers:
+        path.unlink()
+    if leftovers:
+        log.info("removed %d half-written file%s a stopped run left in %s: %s", len(leftovers),
+                 "s" if len(leftovers) > 1 else "", out, ", ".join(path.name for path in leftovers))
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, steps: int):
@@ -419,10 +434,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                  "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                  "best_acc": max(best_acc, stats["val_acc"]), "config": dataclasses.asdict(cfg),
                  "classes": list(class_names), "val": {k: stats[k] for k in ("val_acc", "val_loss")}}
-        save_checkpoint(state, out / "last.pt")
-        if stats["val_acc"] > best_acc:
+        if stats["val_acc"] > best_acc:  # best.pt first: last.pt must never name a best that best.pt lacks
             best_acc = stats["val_acc"]
-            shutil.copyfile(out / "last.pt", out / "best.pt")
+            save_checkpoint(state, out / "best.pt")
+        save_checkpoint(state, out / "last.pt")
         notes = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
         notes += f"  raw {stats['val_raw_acc']:.4f}" if "val_raw_acc" in stats else ""
         notes += "".join(f"  {rule} {stats[f'val_{rule}_acc']:.4f}" for rule in rule_vals)
@@ -457,9 +472,20 @@ def finish_run(out: Path, val_name: str = "val") -> None:
     log.info("wrote %s and %s", out / "curves.png", out / "model.onnx")
 
 
+def resume_state(run: Path) -> dict:
+    """The checkpoint ``--resume RUN`` continues from, or a one-line error that says why there is none."""
+    if not run.is_dir():
+        raise SystemExit(f"fer-train train: --resume {run}: no such run folder")
+    if not (run / "last.pt").exists():
+        raise SystemExit(f"fer-train train: --resume {run}: no last.pt there (the run stopped before its first "
+                         "epoch ended); start it again without --resume")
+    remove_leftovers(run)
+    return load_checkpoint(run / "last.pt")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.resume:
-        state = load_checkpoint(args.resume / "last.pt")
+        state = resume_state(args.resume)
         # where the rest of the run continues may differ from where it started: threads and device may change
         machine = {k: v for k, v in (("threads", args.threads), ("device", args.device)) if v is not None}
         cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"]), **machine})

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from app.core.mtcnn import Nets, cut, detect_faces, eye_roll, make_nets, normalise
+from app.core.mtcnn import CELL, Nets, cut, detect_faces, eye_roll, make_nets, normalise
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class DetectorConfig:
     device: str = "auto"  # auto, cpu or cuda
     threads: int = 0  # CPU threads; 0: build_pipeline chooses (see detector_threads)
     backend: str = "onnx"  # onnx (onnxruntime) or torch (facenet-pytorch's modules)
+    max_detect_pixels: int = 2048 * 1024  # larger frames (not 1080p video) are searched in a copy shrunk to this
+    # many pixels, for faces of min_face_size of its pixels: MTCNN's pyramid on a 63 MP photo took 6 GB. Boxes
+    # come back in the frame's pixels; the crops are cut from the frame itself
 
 
 class FaceDetector:
@@ -61,9 +65,11 @@ class FaceDetector:
         height, width = frame.shape[:2]
         if min(height, width) < 12:
             return []
-        found = self._cascade(np.ascontiguousarray(frame[None, :, :, :3]), self.config.min_face_size)[0]
-        detections = [Detection(clip_box(row, width, height), float(row[4]), float(row[5])) for row in found
-                      if row[4] >= self.config.threshold]
+        searched = shrunk(frame[:, :, :3], self.config.max_detect_pixels)
+        scale = np.array([searched.shape[1] / width, searched.shape[0] / height] * 2)
+        found = self._cascade(np.ascontiguousarray(searched[None]), self.config.min_face_size)[0]
+        detections = [Detection(clip_box(row[:4] / scale, width, height), float(row[4]), float(row[5]))
+                      for row in found if row[4] >= self.config.threshold]
         return [d for d in detections if self._big_enough(d.box)]
 
     def refine(self, frame: np.ndarray, boxes: list[Box]) -> list[Detection | None]:
@@ -124,6 +130,17 @@ class FaceDetector:
 
     def _big_enough(self, box: Box) -> bool:
         return min(box[2] - box[0], box[3] - box[1]) >= self.config.min_box_size
+
+
+def shrunk(frame: np.ndarray, max_pixels: int) -> np.ndarray:
+    """``frame`` itself when it has at most ``max_pixels`` pixels, else an area-averaged copy that has (at
+    least 12 px a side, P-Net's cell)."""
+    height, width = frame.shape[:2]
+    if height * width <= max_pixels:
+        return frame
+    scale = (max_pixels / (height * width)) ** 0.5
+    size = (max(CELL, int(width * scale)), max(CELL, int(height * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
 def square(box: Box) -> Box:

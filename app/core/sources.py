@@ -59,7 +59,8 @@ def read_image(path: Path) -> np.ndarray:
                 if width * height > MAX_PIXELS:
                     raise SourceError(f"{path}: declared size {width}x{height} is too large to decode safely")
                 image.seek(0)
-                image = ImageOps.exif_transpose(image)
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)  # a copy would double a big photo's peak memory
                 rgb = to_rgb(image)
     except SourceError:
         raise
@@ -88,7 +89,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 class VideoSource:

@@ -80,3 +80,29 @@ def test_every_way_of_finding_a_face_measures_its_roll(detector, astronaut):
         (searched,) = detector.search_windows(frame, [ASTRONAUT_FACE])
         for face in (found, refined, searched):
             assert face.roll - level.roll == pytest.approx(-degrees, abs=6)
+
+
+def test_a_big_photo_is_searched_in_a_shrunk_copy_and_answered_in_its_own_pixels(detector, astronaut):
+    from app.core.detector import FaceDetector
+
+    big = cv2.resize(astronaut, (4096, 4096), interpolation=cv2.INTER_CUBIC)  # 16.8 MP, 8x the astronaut
+    limit = detector.config.max_detect_pixels
+    seen = []
+
+    class Recording:  # the detector's own networks, with the size of every P-Net input written down
+        device = "CPU"
+
+        def pnet(self, batch):
+            seen.append(batch.shape[2] * batch.shape[3])
+            return detector._nets.pnet(batch)
+
+        def rnet(self, batch):
+            return detector._nets.rnet(batch)
+
+        def onet(self, batch):
+            return detector._nets.onet(batch)
+
+    (face,) = FaceDetector(detector.config, nets=Recording()).detect(big)
+    assert seen and max(seen) <= limit
+    np.testing.assert_allclose(face.box, np.array(ASTRONAUT_FACE) * 8, atol=40)  # 5 px of the original
+    assert face.score > 0.99

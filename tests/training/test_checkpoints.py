@@ -1,0 +1,139 @@
+"""A run's files after a kill at any moment, and the one-line errors fer-train gives for bad input."""
+
+import pytest
+
+from tests.conftest import write_linear_onnx
+from tests.training.test_engine import epochs_in, train_args
+from training import cli, train
+from training.checkpoint import load_checkpoint
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no handler catches it."""
+
+
+def test_best_pt_never_lags_the_best_that_last_pt_records(synthetic, tmp_path, monkeypatch):
+    run, seen = tmp_path / "run", []
+    write = train.save_checkpoint
+
+    def write_then_look(state, path):  # what a kill right after this write would leave on disk
+        write(state, path)
+        if (run / "last.pt").exists():
+            best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+            seen.append((path.name, best["val"]["val_acc"] >= last["best_acc"]))
+
+    monkeypatch.setattr(train, "save_checkpoint", write_then_look)
+    assert cli.main(train_args(synthetic, run, "--epochs", "3")) == 0
+    assert len(seen) >= 3 and all(ok for _, ok in seen), seen
+
+
+def rising_validation(monkeypatch):
+    """Validation accuracy that rises every epoch, so every epoch writes a new best.pt."""
+    evaluate, calls = train.evaluate, []
+
+    def rising(*args, **kwargs):
+        calls.append(None)
+        return {**evaluate(*args, **kwargs), "val_acc": len(calls) / 100}
+
+    monkeypatch.setattr(train, "evaluate", rising)
+
+
+def test_a_run_killed_between_best_pt_and_last_pt_resumes_to_the_right_best(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    rising_validation(monkeypatch)
+    write = train.save_checkpoint
+
+    def killed_after_best_of_epoch_2(state, path):
+        write(state, path)
+        if path.name == "best.pt" and state["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(train, "save_checkpoint", killed_after_best_of_epoch_2)
+    with pytest.raises(Killed):
+        cli.main(train_args(synthetic, run, "--epochs", "4"))
+    assert load_checkpoint(run / "best.pt")["epoch"] == 2 and load_checkpoint(run / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(train, "save_checkpoint", write)
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run) == [1, 2, 3, 4]
+    assert load_checkpoint(run / "best.pt")["epoch"] == 4  # the epoch metrics.csv calls best, as exported
+
+
+def test_half_written_files_of_a_killed_run_are_removed_on_resume(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--stop-after", "1")) == 0
+    leftovers = [run / "last.ptk2j4x9.tmp", run / "best.ptq8w1.tmp", run / "tmpa1b2.onnx.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+    (run / "notes.tmp").write_text("the user's")
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert not any(path.exists() for path in leftovers)
+    assert (run / "notes.tmp").exists()
+
+
+def test_ctrl_c_says_how_to_resume(synthetic, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    one_epoch, epochs = train.train_one_epoch, []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        epochs.append(None)
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+        return one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted_in_epoch_2)
+    assert cli.main(train_args(synthetic, run, "--epochs", "3")) == 130
+    assert capsys.readouterr().err.strip() == f"fer-train: stopped; continue with: fer-train train --resume {run}"
+    monkeypatch.setattr(train, "train_one_epoch", one_epoch)
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run) == [1, 2, 3]
+
+
+def test_a_run_that_failed_before_its_first_epoch_does_not_block_a_rerun(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(train_args({"csv": tmp_path / "missing.csv"}, run)) == 1
+    assert (run / "config.json").exists()
+    assert cli.main(train_args(synthetic, run, "--epochs", "1")) == 0
+    assert epochs_in(run) == [1]
+
+
+def one_line_error(capsys, argv) -> str:
+    """What fer-train says for ``argv``: one line on stderr and exit status 1, whichever way it ends."""
+    try:
+        status = cli.main(argv)
+    except SystemExit as stop:
+        status, message = 1, str(stop.code)
+    else:
+        message = capsys.readouterr().err.strip()
+    assert status == 1 and message and "\n" not in message and "Traceback" not in message, message
+    return message
+
+
+def test_bad_inputs_get_one_line_errors(synthetic, tmp_path, capsys):
+    data = ["--data", str(synthetic["csv"])]
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    bare = write_linear_onnx(tmp_path / "bare.onnx", None)
+    picture = tmp_path / "face.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    assert "no such run folder" in one_line_error(capsys, ["train", "--resume", str(tmp_path / "nowhere")])
+    assert "no last.pt" in one_line_error(capsys, ["train", "--resume", str(run)])
+    (run / "last.pt").write_bytes(b"cut short")
+    assert "not a readable checkpoint" in one_line_error(capsys, ["train", "--resume", str(run)])
+    assert "not a text file" in one_line_error(capsys, ["train", "--data", str(picture), "--out", str(tmp_path / "r2")])
+    assert "best.pt: no such checkpoint" in one_line_error(capsys, ["eval", "--model", str(tmp_path), *data])
+    assert "not a readable checkpoint" in one_line_error(capsys, ["eval", "--model", str(tmp_path / "junk.pt"), *data])
+    assert "metadata" in one_line_error(capsys, ["eval", "--model", str(bare), *data])
+    assert "not a readable checkpoint" in one_line_error(
+        capsys, ["export", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "out.onnx")])
+
+
+def test_export_and_eval_take_a_run_folder_and_export_makes_its_folder(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1")) == 0
+    out = tmp_path / "new" / "folder" / "model.onnx"
+    assert cli.main(["export", str(run), "--out", str(out)]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(run), "--data", str(synthetic["csv"])]) == 0
+    assert "accuracy" in capsys.readouterr().out
