@@ -17,14 +17,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     defaults = argparse.ArgumentDefaultsHelpFormatter
     train.add_train_arguments(commands.add_parser("train", help="train one model into a run folder",
                                                   formatter_class=defaults))
-    export = commands.add_parser("export", help="a checkpoint as one ONNX file with the app's metadata")
-    export.add_argument("checkpoint", type=Path)
+    export = commands.add_parser(
+        "export", help="a checkpoint (or, with --ensemble, several models) as one ONNX file with the app's metadata",
+        epilog="example: fer-train export --ensemble runs/a runs/b assets/models/fer2013.onnx --int8 --tta flip "
+               "--data fer2013.npz --out ensemble.onnx")
+    export.add_argument("sources", type=Path, nargs="+", metavar="CHECKPOINT",
+                        help="a checkpoint or run folder (its best.pt); with --ensemble, several, or .onnx models")
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--overwrite", action="store_true")
     export.add_argument("--int8", action="store_true",
                         help="8-bit model (about twice as fast on CPUs), calibrated on the run's training faces")
     export.add_argument("--tta", choices=("none", "flip"), default="none",
-                        help="ask the app to average each face with its mirror image")
+                        help="average each face with its mirror image (in an ensemble's graph, else by the app)")
+    export.add_argument("--ensemble", action="store_true",
+                        help="one model that averages the probabilities of all the given models (same classes and "
+                             "preprocessing)")
+    export.add_argument("--data", type=Path, action="append",
+                        help="with --ensemble: score it on this data's validation split and keep the figure in its "
+                             "metadata")
     from training import baselines, evaluate, sweep, viz
 
     evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
@@ -60,9 +70,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from app.core.classifier import ModelLoadError
     from training.checkpoint import CheckpointError
     from training.data import DataError
+    from training.ensemble import EnsembleError
     from training.export import ExportError
 
-    return ModelLoadError, CheckpointError, DataError, ExportError
+    return ModelLoadError, CheckpointError, DataError, ExportError, EnsembleError
 
 
 def resume_hint(args: argparse.Namespace) -> str:
@@ -88,15 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         return eval_main(args)
     if args.command == "export":
-        from training.export import export_checkpoint
-
-        if args.out.exists() and not args.overwrite:
-            raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        difference = export_checkpoint(args.checkpoint, args.out, int8=args.int8, tta=args.tta)
-        stage = " (of the float model it was quantised from)" if args.int8 else ""
-        print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference{stage} {difference:.2e}")
-        return 0
+        return export(args)
     if args.command == "models":
         from models import list_models
         from models.cnn import RESBLOCK_GRID
@@ -104,6 +107,29 @@ def run_command(args: argparse.Namespace) -> int:
         print("\n".join(list_models() + RESBLOCK_GRID))
         return 0
     return 2
+
+
+def export(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.overwrite:
+        raise SystemExit(f"fer-train: {args.out} exists; pass --overwrite to replace it")
+    if len(args.sources) > 1 and not args.ensemble:
+        raise SystemExit("fer-train export: one checkpoint, or several with --ensemble")
+    if args.data and not args.ensemble:
+        raise SystemExit("fer-train export: --data is for --ensemble")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.ensemble:
+        from training.ensemble import export_ensemble
+
+        metrics = export_ensemble(args.sources, args.out, int8=args.int8, flip=args.tta == "flip", data=args.data)
+        scored = f"; validation accuracy {metrics['val_acc']:.4f}" if metrics else ""
+        print(f"wrote {args.out}: the average of {len(args.sources)} models{scored}")
+        return 0
+    from training.export import export_checkpoint
+
+    difference = export_checkpoint(args.sources[0], args.out, int8=args.int8, tta=args.tta)
+    stage = " (of the float model it was quantised from)" if args.int8 else ""
+    print(f"wrote {args.out}; largest ONNX Runtime / PyTorch difference{stage} {difference:.2e}")
+    return 0
 
 
 if __name__ == "__main__":

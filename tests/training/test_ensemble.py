@@ -1,0 +1,77 @@
+"""``fer-train export --ensemble``: one ONNX file that averages its members, loaded like any model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from app.core.classifier import EmotionClassifier
+from tests.conftest import tiny_model_info, write_linear_onnx
+from tests.training.test_engine import train_args
+from training import cli
+from training.ensemble import EnsembleError, write_ensemble
+
+
+@pytest.fixture
+def members(tmp_path):
+    return [write_linear_onnx(tmp_path / f"member{seed}.onnx", tiny_model_info(arch=f"linear{seed}").to_props(),
+                              seed=seed) for seed in (1, 2, 3)]
+
+
+def faces(count=12, seed=0):
+    faces = np.random.default_rng(seed).integers(0, 256, (count, 48, 48), dtype=np.uint8)
+    faces[:, :, :20] //= 3  # not mirror-symmetric, so a mirror image scores otherwise
+    return faces
+
+
+def member_average(paths, crops):
+    return np.mean([EmotionClassifier(path, device="cpu")(crops) for path in paths], axis=0)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_the_ensemble_gives_its_members_average_in_the_app(members, tmp_path, tta, capsys):
+    out = tmp_path / "ensemble.onnx"
+    assert cli.main(["export", "--ensemble", *map(str, members), "--tta", tta, "--out", str(out)]) == 0
+    assert "average of 3 models" in capsys.readouterr().out
+    classifier = EmotionClassifier(out, device="cpu")
+    crops = faces()
+    expected = member_average(members, crops)
+    if tta == "flip":
+        expected = (expected + member_average(members, np.ascontiguousarray(crops[:, :, ::-1]))) / 2
+    probabilities = classifier(crops)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert not np.allclose(probabilities, EmotionClassifier(members[0], device="cpu")(crops), atol=1e-3)
+    info = classifier.info
+    assert info.labels == tiny_model_info().labels and info.crop_margin == tiny_model_info().crop_margin
+    assert [m["file"] for m in json.loads(info.extra["members"])] == [str(p) for p in members]
+    assert info.extra["ensemble_tta"] == tta and "tta" not in info.extra  # the graph flips, not the app
+    assert info.arch == "ensemble of 3: linear1, linear2, linear3"
+
+
+def test_members_must_share_classes_and_preprocessing(members, tmp_path, capsys):
+    other = write_linear_onnx(tmp_path / "brighter.onnx", tiny_model_info(mean=0.4).to_props())
+    assert cli.main(["export", "--ensemble", str(members[0]), str(other), "--out", str(tmp_path / "e.onnx")]) == 1
+    message = capsys.readouterr().err.strip()
+    assert "its mean 0.4 differs" in message and "\n" not in message
+    with pytest.raises(EnsembleError, match="at least two"):
+        write_ensemble(members[:1], tmp_path / "one.onnx", flip=False)
+    assert not (tmp_path / "e.onnx").exists() and not (tmp_path / "one.onnx").exists()
+    with pytest.raises(SystemExit, match="several with --ensemble"):
+        cli.main(["export", str(members[0]), str(members[1]), "--out", str(tmp_path / "e.onnx")])
+
+
+def test_an_ensemble_of_runs_is_scored_and_evaluated_like_a_model(synthetic, tmp_path, capsys):
+    runs = [tmp_path / f"run{seed}" for seed in (1, 2)]
+    for seed, run in enumerate(runs, start=1):
+        assert cli.main(train_args(synthetic, run, "--epochs", "1", "--seed", str(seed))) == 0
+    out = tmp_path / "ensemble.onnx"
+    capsys.readouterr()
+    assert cli.main(["export", "--ensemble", *map(str, runs), "--int8", "--data", str(synthetic["csv"]),
+                     "--out", str(out)]) == 0
+    stored = EmotionClassifier(out, device="cpu").info
+    assert stored.extra["precision"] == "int8" and stored.extra["scheme"] == "fer2013"
+    written = capsys.readouterr().out
+    assert f"validation accuracy {stored.metrics['val_acc']:.4f}" in written
+    assert cli.main(["eval", "--model", str(out), "--data", str(synthetic["csv"])]) == 0
+    report = capsys.readouterr().out
+    assert f"accuracy {stored.metrics['val_acc']:.4f}" in report
