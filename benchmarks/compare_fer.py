@@ -28,10 +28,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.classifier import EmotionClassifier  # noqa: E402
-from app.core.shipped import default_model_path  # noqa: E402
+from fer_emotion.app.core.classifier import EmotionClassifier  # noqa: E402
+from fer_emotion.app.core.shipped import default_model_path  # noqa: E402
 from benchmarks.label_agreement import as_the_app_feeds, public_test  # noqa: E402
-from training.metrics import confusion_matrix, report  # noqa: E402
+from fer_emotion.training.metrics import confusion_matrix, report  # noqa: E402
 
 FER2013_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 

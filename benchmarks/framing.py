@@ -23,11 +23,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.classifier import EmotionClassifier  # noqa: E402
-from app.core.crop import crop_faces  # noqa: E402
-from app.core.detector import DetectorConfig, FaceDetector  # noqa: E402
-from app.core.shipped import default_model_path  # noqa: E402
-from training.reframe import central, framed  # noqa: E402
+from fer_emotion.app.core.classifier import EmotionClassifier  # noqa: E402
+from fer_emotion.app.core.crop import crop_faces  # noqa: E402
+from fer_emotion.app.core.detector import DetectorConfig, FaceDetector  # noqa: E402
+from fer_emotion.app.core.shipped import default_model_path  # noqa: E402
+from fer_emotion.training.reframe import central, framed  # noqa: E402
 
 
 def main() -> int:

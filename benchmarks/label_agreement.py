@@ -21,10 +21,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.classifier import EmotionClassifier  # noqa: E402
-from app.core.shipped import default_model_path  # noqa: E402
-from training.data import read_votes  # noqa: E402
-from training.labels import FER2013, VOTE_COLUMNS, canonical  # noqa: E402
+from fer_emotion.app.core.classifier import EmotionClassifier  # noqa: E402
+from fer_emotion.app.core.shipped import default_model_path  # noqa: E402
+from fer_emotion.training.data import read_votes  # noqa: E402
+from fer_emotion.training.labels import FER2013, VOTE_COLUMNS, canonical  # noqa: E402
 
 # parts of PublicTest by the share of a face's votes that went to its FER2013 label
 PARTS = (("none", lambda share: share == 0), ("under half", lambda share: (share > 0) & (share < 0.5)),
@@ -46,7 +46,7 @@ def as_the_app_feeds(classifier: EmotionClassifier, faces: np.ndarray) -> np.nda
         return faces
     import torch
 
-    from training.datasets import level_eyes
+    from fer_emotion.training.datasets import level_eyes
 
     return level_eyes(torch.from_numpy(faces)).numpy()
 

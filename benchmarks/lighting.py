@@ -20,7 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.shipped import default_model_path  # noqa: E402
+from fer_emotion.app.core.shipped import default_model_path  # noqa: E402
 from benchmarks.label_agreement import model_predictions, public_test  # noqa: E402
 
 # (name, brightness factor, contrast factor)

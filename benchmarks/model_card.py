@@ -17,9 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.core.classifier import EmotionClassifier  # noqa: E402
-from models import create_model  # noqa: E402
-from training.train import read_metrics  # noqa: E402
+from fer_emotion.app.core.classifier import EmotionClassifier  # noqa: E402
+from fer_emotion.models import create_model  # noqa: E402
+from fer_emotion.training.train import read_metrics  # noqa: E402
 
 
 def main() -> int:

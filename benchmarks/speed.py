@@ -34,7 +34,7 @@ LEVERS = [
 
 
 def bench(video: Path, options: list[str], model: Path | None) -> dict:
-    command = [sys.executable, "-m", "app.cli.bench", str(video), "--json", "--check-recall", *options]
+    command = [sys.executable, "-m", "fer_emotion.app.cli.bench", str(video), "--json", "--check-recall", *options]
     if model is not None:
         command += ["--model", str(model)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -45,7 +45,7 @@ def bench(video: Path, options: list[str], model: Path | None) -> dict:
 
 def classify_ms(model: Path, threads: int, batch: int = 4, calls: int = 2000) -> float:
     """Median ms per face over ``calls`` batched calls of random faces, after a warm-up."""
-    from app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.classifier import EmotionClassifier
 
     classifier = EmotionClassifier(model, device="cpu", threads=threads)
     faces = np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8)

@@ -6,7 +6,7 @@ import re
 
 from torch import nn
 
-from models.registry import register, register_pattern
+from fer_emotion.models.registry import register, register_pattern
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, padding: int | None = None) -> nn.Sequential:

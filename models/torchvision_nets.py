@@ -5,7 +5,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from models.registry import register
+from fer_emotion.models.registry import register
 
 
 @register("resnet18")

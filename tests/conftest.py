@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from app.core.metadata import ModelInfo  # noqa: E402
+from fer_emotion.app.core.metadata import ModelInfo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -80,7 +80,7 @@ def astronaut() -> np.ndarray:
 def grace_hopper() -> np.ndarray:
     import matplotlib.cbook
 
-    from app.core.sources import read_image
+    from fer_emotion.app.core.sources import read_image
 
     return read_image(Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
 
@@ -89,7 +89,7 @@ def grace_hopper() -> np.ndarray:
 def detector():
     import torch
 
-    from app.core.detector import FaceDetector
+    from fer_emotion.app.core.detector import FaceDetector
 
     torch.set_num_threads(1)
     return FaceDetector()
@@ -97,14 +97,14 @@ def detector():
 
 @pytest.fixture(scope="session")
 def classifier(tiny_model):
-    from app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.classifier import EmotionClassifier
 
     return EmotionClassifier(tiny_model, device="cpu")
 
 
 @pytest.fixture()
 def pipeline(detector, classifier):
-    from app.core.pipeline import Pipeline
+    from fer_emotion.app.core.pipeline import Pipeline
 
     return Pipeline(detector, classifier)
 
@@ -112,9 +112,9 @@ def pipeline(detector, classifier):
 @pytest.fixture()
 def pipeline_shipped(detector):
     """The pipeline with the model the app ships."""
-    from app.core.classifier import EmotionClassifier
-    from app.core.shipped import default_model_path
-    from app.core.pipeline import Pipeline
+    from fer_emotion.app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.shipped import default_model_path
+    from fer_emotion.app.core.pipeline import Pipeline
 
     return Pipeline(detector, EmotionClassifier(default_model_path(), device="cpu"))
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from app.cli import annotate
-from app.core.sources import read_image
+from fer_emotion.app.cli import annotate
+from fer_emotion.app.core.sources import read_image
 
 pytestmark = pytest.mark.shared
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import labels as schemes
-from training.datasets import load_splits
+from fer_emotion.training import labels as schemes
+from fer_emotion.training.datasets import load_splits
 
 
 def add_knn_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,15 +8,37 @@ import sys
 from pathlib import Path
 
 
+TRAIN_EXAMPLES = """examples:
+  fer-train train --recipe fer2013 --data fer2013.npz --out runs/fer2013
+      the shipped default model: both phases, then runs/fer2013/fer2013.onnx (hours on a CPU)
+  fer-train train --recipe fer2013 --data fer2013.npz --out runs/try --epochs 1
+      the same chain in minutes, to see that it all works
+  fer-train train --data my_faces/ --arch fernet --epochs 30 --out runs/mine
+      your own image folder, laid out as ROOT/<split>/<class>/*.jpg (train, val, test)
+  fer-train train --resume runs/mine
+      continue after a stop (Ctrl-C, a kill, --stop-after)
+  torchrun --nproc-per-node 2 -m fer_emotion.training.cli train --recipe fer2013 --data fer2013.npz --out runs/ddp
+      several processes or GPUs (--batch-size is per process)"""
+
+
+class OptionsHelp(argparse.RawDescriptionHelpFormatter):
+    """Defaults in the help where they say something: not for flags, nor for options without a value."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        quiet = action.default in (None, True, False, [], argparse.SUPPRESS) or not action.option_strings
+        return text if quiet or "%(default)" in text else f"{text} (default: %(default)s)"
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    from training import train
+    from fer_emotion.training import train
 
     parser = argparse.ArgumentParser(prog="fer-train", description="Train, evaluate, export and compare "
                                      "facial-expression models for the fer-emotion app.")
     commands = parser.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
+    defaults = OptionsHelp
     train.add_train_arguments(commands.add_parser("train", help="train one model into a run folder",
-                                                  formatter_class=defaults))
+                                                  formatter_class=defaults, epilog=TRAIN_EXAMPLES))
     export = commands.add_parser(
         "export", help="a checkpoint (or, with --ensemble, several models) as one ONNX file with the app's metadata",
         epilog="example: fer-train export --ensemble runs/a runs/b assets/models/fer2013.onnx --int8 --tta flip "
@@ -35,7 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument("--data", type=Path, action="append",
                         help="with --ensemble: score it on this data's validation split and keep the figure in its "
                              "metadata")
-    from training import baselines, evaluate, sweep, viz
+    from fer_emotion.training import baselines, evaluate, sweep, viz
 
     evaluate.add_eval_arguments(commands.add_parser("eval", help="score a model on one split"))
     sweep.add_sweep_arguments(commands.add_parser("sweep", help="train a grid of architectures and compare them",
@@ -48,13 +70,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = get_args_parser().parse_args(argv)
-    from training.distributed import launched_rank
+    from fer_emotion.training.distributed import launched_rank
 
     level = logging.INFO if launched_rank() == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        return run_command(args)
+        return run_command(args, argv)
     except KeyboardInterrupt:
         print(f"fer-train: stopped{resume_hint(args)}", file=sys.stderr)
         return 130
@@ -67,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """What bad input raises: said in one line, without a traceback."""
-    from app.core.classifier import ModelLoadError
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
-    from training.ensemble import EnsembleError
-    from training.export import ExportError
+    from fer_emotion.app.core.classifier import ModelLoadError
+    from fer_emotion.training.checkpoint import CheckpointError
+    from fer_emotion.training.data import DataError
+    from fer_emotion.training.ensemble import EnsembleError
+    from fer_emotion.training.export import ExportError
+    from fer_emotion.training.recipe import RecipeError
 
-    return ModelLoadError, CheckpointError, DataError, ExportError, EnsembleError
+    return ModelLoadError, CheckpointError, DataError, ExportError, EnsembleError, RecipeError
 
 
 def resume_hint(args: argparse.Namespace) -> str:
@@ -86,23 +110,34 @@ def resume_hint(args: argparse.Namespace) -> str:
     return " before the first epoch ended; nothing to resume, run the same command again"
 
 
-def run_command(args: argparse.Namespace) -> int:
-    if args.command == "train":
-        from training.train import main as train_main
+def typed_train_options(argv: list[str]) -> dict:
+    """The ``fer-train train`` options typed in ``argv``, without the defaults of those not typed."""
+    from fer_emotion.training.train import add_train_arguments
 
-        return train_main(args)
+    parser = argparse.ArgumentParser(add_help=False)
+    add_train_arguments(parser)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_known_args(argv[1:])[0])
+
+
+def run_command(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "train":
+        from fer_emotion.training.train import main as train_main
+
+        return train_main(args, typed_train_options(argv))
     if args.command in ("sweep", "knn", "viz"):
-        module = {"sweep": "training.sweep", "knn": "training.baselines", "viz": "training.viz"}[args.command]
+        module = {"sweep": "fer_emotion.training.sweep", "knn": "fer_emotion.training.baselines", "viz": "fer_emotion.training.viz"}[args.command]
         return __import__(module, fromlist=["main"]).main(args)
     if args.command == "eval":
-        from training.evaluate import main as eval_main
+        from fer_emotion.training.evaluate import main as eval_main
 
         return eval_main(args)
     if args.command == "export":
         return export(args)
     if args.command == "models":
-        from models import list_models
-        from models.cnn import RESBLOCK_GRID
+        from fer_emotion.models import list_models
+        from fer_emotion.models.cnn import RESBLOCK_GRID
 
         print("\n".join(list_models() + RESBLOCK_GRID))
         return 0
@@ -118,13 +153,13 @@ def export(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train export: --data is for --ensemble")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.ensemble:
-        from training.ensemble import export_ensemble
+        from fer_emotion.training.ensemble import export_ensemble
 
         metrics = export_ensemble(args.sources, args.out, int8=args.int8, flip=args.tta == "flip", data=args.data)
         scored = f"; validation accuracy {metrics['val_acc']:.4f}" if metrics else ""
         print(f"wrote {args.out}: the average of {len(args.sources)} models{scored}")
         return 0
-    from training.export import export_checkpoint
+    from fer_emotion.training.export import export_checkpoint
 
     difference = export_checkpoint(args.sources[0], args.out, int8=args.int8, tta=args.tta)
     stage = " (of the float model it was quantised from)" if args.int8 else ""

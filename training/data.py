@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.core.crop import resize_square, to_gray
-from training import labels as schemes
+from fer_emotion.app.core.crop import resize_square, to_gray
+from fer_emotion.training import labels as schemes
 
 log = logging.getLogger(__name__)
 

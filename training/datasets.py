@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import labels as schemes
-from training.data import SPLIT_NAMES, DataError, Source, read_source, read_votes
+from fer_emotion.training import labels as schemes
+from fer_emotion.training.data import SPLIT_NAMES, DataError, Source, read_source, read_votes
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def reframed(images: torch.Tensor, margin: float, level: bool, progress: bool = 
     """Faces (uint8 N x S x S) as the app's detector and crop cut them (``training.reframe``), with the
     crop's ``margin``; ``level``: turned upright by the detector's eye roll, as the app turns a levelled
     model's crops."""
-    from training.reframe import reframe_faces
+    from fer_emotion.training.reframe import reframe_faces
 
     faces, _ = reframe_faces(images.numpy(), margin, level, threads=torch.get_num_threads(), progress=progress)
     return torch.from_numpy(faces)
@@ -116,8 +116,8 @@ def level_eyes(images: torch.Tensor, min_prob: float = 0.7) -> torch.Tensor:
     """Faces (uint8 N x S x S) turned about their centres so the eyes are level, with the app's rule for
     crops (``app.core.crop.usable_roll``): MTCNN's O-Net reads the landmarks on each whole face; faces it
     doubts (probability below ``min_prob``) stay as they are."""
-    from app.core.crop import turn, usable_roll
-    from app.core.mtcnn import OnnxNets, face_rolls
+    from fer_emotion.app.core.crop import turn, usable_roll
+    from fer_emotion.app.core.mtcnn import OnnxNets, face_rolls
 
     faces = images.numpy()
     rolls, probs = face_rolls(faces, OnnxNets(device="cpu"))

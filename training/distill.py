@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from models import create_model
-from training.checkpoint import CheckpointError, load_checkpoint, load_model_state, run_checkpoint
-from training.engine import predict
+from fer_emotion.models import create_model
+from fer_emotion.training.checkpoint import CheckpointError, load_checkpoint, load_model_state, run_checkpoint
+from fer_emotion.training.engine import predict
 
 log = logging.getLogger(__name__)
 

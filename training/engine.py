@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.augment import AugmentConfig, augment, mix, normalize, pick_faces, relight
-from training.datasets import SplitData
+from fer_emotion.training.augment import AugmentConfig, augment, mix, normalize, pick_faces, relight
+from fer_emotion.training.datasets import SplitData
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.core.metadata import ModelInfo, ModelMetadataError
+from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
 
 log = logging.getLogger(__name__)
 SHARED_FIELDS = ("labels", "input_size", "grayscale", "mean", "std", "crop_margin")  # members must agree on these
@@ -154,7 +154,7 @@ def probabilities(path: Path, faces: np.ndarray) -> np.ndarray:
     """A model file's probabilities on normalised faces (N, 1, S, S), straight from onnxruntime."""
     import onnxruntime as ort
 
-    from app.core.classifier import softmax
+    from fer_emotion.app.core.classifier import softmax
 
     ort.set_default_logger_severity(3)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -172,7 +172,7 @@ def write_ensemble(paths: list[Path], out: Path, flip: bool, metrics: dict | Non
                    names: list[str] | None = None) -> ModelInfo:
     """Put the ONNX models at ``paths`` together into ``out``, checked against the members' own average;
     ``names`` are what its metadata calls the members (default: their file names)."""
-    from training.export import real_inputs
+    from fer_emotion.training.export import real_inputs
 
     members = [read_member(path) for path in paths]
     check_members(members)
@@ -203,7 +203,7 @@ def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bo
     """``fer-train export --ensemble``: checkpoints and run folders are exported first (as int8 with ``int8``),
     ONNX files are taken as they are; with ``data``, the ensemble's validation accuracy goes in its metadata.
     Returns its metrics."""
-    from training.export import export_checkpoint
+    from fer_emotion.training.export import export_checkpoint
 
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         paths = []
@@ -230,8 +230,8 @@ def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bo
 
 def validation_accuracy(path: Path, data: list[Path], scheme: str) -> float:
     """Accuracy on the validation split (FER2013's PublicTest), through the app's own classifier."""
-    from training.datasets import load_splits
-    from training.evaluate import onnx_probabilities
+    from fer_emotion.training.datasets import load_splits
+    from fer_emotion.training.evaluate import onnx_probabilities
 
     val = load_splits(data, scheme)["val"]
     probs, _, _ = onnx_probabilities(path, val.images.numpy(), tta_flip=False)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import labels as schemes
-from training.datasets import level_eyes, load_splits
-from training.metrics import confusion_matrix, format_report, report
-from training.plots import plot_confusion
+from fer_emotion.training import labels as schemes
+from fer_emotion.training.datasets import level_eyes, load_splits
+from fer_emotion.training.metrics import confusion_matrix, format_report, report
+from fer_emotion.training.plots import plot_confusion
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def onnx_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, list[str], str | None]:
     """Probabilities from an exported model through the app's own classifier adapter and preprocessing."""
-    from app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.classifier import EmotionClassifier
 
     classifier = EmotionClassifier(path, device="cpu")
     chunks = []
@@ -52,9 +52,9 @@ def onnx_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> tuple[
 
 
 def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> tuple[np.ndarray, list[str], str]:
-    from models import create_model
-    from training.checkpoint import load_checkpoint, load_model_state
-    from training.engine import predict
+    from fer_emotion.models import create_model
+    from fer_emotion.training.checkpoint import load_checkpoint, load_model_state
+    from fer_emotion.training.engine import predict
 
     state = load_checkpoint(path)
     cfg = state["config"]
@@ -69,18 +69,18 @@ def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> 
 def scheme_and_levelling(path: Path) -> tuple[str | None, bool]:
     """The model's label scheme, and whether it was trained on faces with level eyes."""
     if path.suffix == ".onnx":
-        from app.core.classifier import EmotionClassifier
+        from fer_emotion.app.core.classifier import EmotionClassifier
 
         info = EmotionClassifier(path, device="cpu").info
         return info.extra.get("scheme"), info.levels_eyes
-    from training.checkpoint import load_checkpoint
+    from fer_emotion.training.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(path)["config"]
     return cfg["labels"], cfg.get("align", "none") == "eyes"
 
 
 def main(args: argparse.Namespace) -> int:
-    from training.checkpoint import run_checkpoint
+    from fer_emotion.training.checkpoint import run_checkpoint
 
     args.model = run_checkpoint(args.model)  # a run folder stands for its best.pt
     own_scheme, levelled = scheme_and_levelling(args.model)

@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 import torch
 
-from app.core.metadata import ModelInfo
-from models import create_model
-from training import labels as schemes
-from training.checkpoint import load_checkpoint, load_model_state, run_checkpoint
+from fer_emotion.app.core.metadata import ModelInfo
+from fer_emotion.models import create_model
+from fer_emotion.training import labels as schemes
+from fer_emotion.training.checkpoint import load_checkpoint, load_model_state, run_checkpoint
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-3  # largest allowed |ORT - PyTorch| on softmax probabilities
@@ -52,7 +52,7 @@ def real_inputs(info: ModelInfo, count: int = 16) -> np.ndarray:
     """Face-like inputs for the parity check: a real photo's face region at several shifts."""
     from skimage import data
 
-    from app.core.crop import crop_faces, normalize
+    from fer_emotion.app.core.crop import crop_faces, normalize
 
     astronaut = data.astronaut()
     boxes = [(170 + dx, 40 + dy, 280 + dx, 180 + dy) for dx in range(-8, 8, 4) for dy in range(-8, 8, 4)]
@@ -114,8 +114,8 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = False, tta: str 
         difference = export_model(model, info, out)
         log.info("exported %s -> %s (largest ORT/PyTorch difference %.2e)", checkpoint, out, difference)
         return difference
-    from training.datasets import load_splits
-    from training.quantize import quantize_onnx
+    from fer_emotion.training.datasets import load_splits
+    from fer_emotion.training.quantize import quantize_onnx
 
     splits = load_splits([Path(p) for p in cfg["data"]], cfg["labels"], Path(cfg["ferplus"]) if cfg.get("ferplus") else None,
                          cfg.get("label_map"))

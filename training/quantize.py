@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from app.core.crop import normalize
-from app.core.metadata import ModelInfo
+from fer_emotion.app.core.crop import normalize
+from fer_emotion.app.core.metadata import ModelInfo
 
 log = logging.getLogger(__name__)
 MIN_AGREEMENT = 0.97  # share of faces whose top class must match the float model's
@@ -31,7 +31,7 @@ def quantize_onnx(float_path: Path, out: Path, faces: np.ndarray, info: ModelInf
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from training.export import ExportError
+    from fer_emotion.training.export import ExportError
 
     class Faces(CalibrationDataReader):
         def __init__(self) -> None:

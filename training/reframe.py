@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from app.core.crop import crop_faces
-from app.core.detector import Detection, DetectorConfig, FaceDetector
+from fer_emotion.app.core.crop import crop_faces
+from fer_emotion.app.core.detector import Detection, DetectorConfig, FaceDetector
 
 log = logging.getLogger(__name__)
 

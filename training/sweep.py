@@ -8,13 +8,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-from models import create_model
-from models.cnn import RESBLOCK_GRID
-from training.train import TrainConfig, prepare_run_dir, read_metrics, run_training
+from fer_emotion.models import create_model
+from fer_emotion.models.cnn import RESBLOCK_GRID
+from fer_emotion.training.train import TrainConfig, prepare_run_dir, read_metrics, run_training
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.train import add_train_arguments
+    from fer_emotion.training.train import add_train_arguments
 
     add_train_arguments(parser)
     parser.add_argument("--archs", default=",".join(RESBLOCK_GRID),
@@ -24,9 +24,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 def evaluate_run(run: Path, cfg: TrainConfig) -> dict:
     import numpy as np
 
-    from training.evaluate import checkpoint_probabilities
-    from training.datasets import load_splits
-    from training.metrics import confusion_matrix, report
+    from fer_emotion.training.evaluate import checkpoint_probabilities
+    from fer_emotion.training.datasets import load_splits
+    from fer_emotion.training.metrics import confusion_matrix, report
 
     val = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
                       cfg.label_map)["val"]

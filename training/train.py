@@ -16,18 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import create_model
-from training import labels as schemes
-from training.augment import AugmentConfig
-from training.checkpoint import (
+from fer_emotion.models import create_model
+from fer_emotion.training import labels as schemes
+from fer_emotion.training.augment import AugmentConfig
+from fer_emotion.training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
-from training.datasets import SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources
-from training.distill import check_settings, distilled_targets
-from training.distributed import (
+from fer_emotion.training.datasets import SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources
+from fer_emotion.training.distill import check_settings, distilled_targets
+from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
-from training.engine import LossConfig, evaluate, train_one_epoch
+from fer_emotion.training.engine import LossConfig, evaluate, train_one_epoch
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx")
@@ -106,13 +106,21 @@ class TrainConfig:
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
+    from fer_emotion.training.recipe import recipe_names
+
+    start = parser.add_argument_group("recipe (a shipped model's training; the options below then change it)")
+    start.add_argument("--recipe", choices=recipe_names(), metavar="NAME",
+                       help=f"train as a shipped model was trained, phases chained and exported: "
+                            f"{', '.join(recipe_names())} (training/recipes/NAME.toml)")
+    data, model, optim, aug, pre, run, research = (parser.add_argument_group(title) for title in (
+        "data", "model", "optimisation", "augmentation", "preprocessing (stored in the model)", "run",
+        "research (measured in docs/experiments.md; no shipped recipe uses these)"))
     data.add_argument("--data", type=Path, action="append",
                       help="fer2013.csv, an .npz copy, or an image folder ROOT/<split>/<class>/; repeat to merge")
     data.add_argument("--ferplus", type=Path, help="FER+ vote file aligned row by row with the first --data")
     data.add_argument("--labels", choices=sorted(schemes.SCHEMES), default="fer2013", help="label scheme")
     data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the most-voted emotion")
-    data.add_argument("--soft-floor", type=float, default=0.0, metavar="P",
+    research.add_argument("--soft-floor", type=float, default=0.0, metavar="P",
                       help="with --soft: drop target probabilities below P and renormalise (0.15 drops FER+ "
                            "emotions only one annotator saw)")
     data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
@@ -126,12 +134,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--align", choices=("none", "eyes"), default="none",
                       help="eyes: turn every face so its eyes are level (MTCNN's landmarks); the exported model "
                            "asks the app to turn each face's crop the same way")
-    model = parser.add_argument_group("model")
     model.add_argument("--arch", default="fernet", help="architecture name (see `fer-train models`)")
     model.add_argument("--init", type=Path, metavar="RUN_OR_CHECKPOINT",
                        help="start from these weights: a run folder (its best.pt), a fer-train checkpoint "
                             "of the same classes, or a state dict")
-    optim = parser.add_argument_group("optimisation")
     optim.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     optim.add_argument("--batch-size", type=int, default=128, help="faces per step (per process under torchrun)")
     optim.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd", help="SGD uses Nesterov momentum")
@@ -148,49 +154,46 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--plateau-factor", type=float, default=0.5, metavar="F",
                        help="schedule plateau: each cut multiplies the learning rate by F (between 0 and 1)")
     optim.add_argument("--label-smoothing", type=float, default=0.1, help="share of each target spread over all classes")
-    optim.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
-    optim.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
-    optim.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
-    optim.add_argument("--teacher", type=Path, action="append", default=[], metavar="RUN_OR_CHECKPOINT",
+    research.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
+    research.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    research.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
+    research.add_argument("--teacher", type=Path, action="append", default=[], metavar="RUN_OR_CHECKPOINT",
                        help="distil from this trained model of the same classes (a run folder means its best.pt); "
                             "repeat to average several")
-    optim.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
+    research.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
                        help="share of the teachers' probabilities in each target (with --teacher)")
-    optim.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+    research.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
                        help="softens the teachers' probabilities as softmax(logits / T)")
-    optim.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+    research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                        help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                             "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
-    optim.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
+    research.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
     optim.add_argument("--ema", type=float, default=0.0,
                        help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
                             "averaged weights, which start as the first weights and keep decay**steps of them "
                             "(0.37 after 1/(1-decay) steps: ~4.5 FER2013 epochs at 0.999 and batch 128), so "
                             "validation scores lag the model in the first epochs (a run too short for its decay is "
                             "warned about)")
-    aug = parser.add_argument_group("augmentation")
     aug.add_argument("--crop-pad", type=int, default=4, help="random crop after reflect padding (0: off)")
     aug.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
     aug.add_argument("--rotate", type=float, default=10.0, help="random rotation in degrees (0: off)")
     aug.add_argument("--scale", type=float, default=0.0, help="random zoom, e.g. 0.1 for +-10%%")
     aug.add_argument("--erase", type=float, default=0.0, help="random erasing probability")
-    aug.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std")
+    research.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std")
     aug.add_argument("--brightness", type=float, default=0.0, metavar="B",
                      help="random brightness: each face's pixels times a factor drawn in 1 +- B (0-1; 0: off)")
     aug.add_argument("--contrast", type=float, default=0.0, metavar="C",
                      help="random contrast: each face's spread about its own mean times a factor drawn in 1 +- C "
                           "(0-1; 0: off); applied before --brightness")
-    aug.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
+    research.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
                      help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
                           "an enlarged copy and cut by its crop (computed once, minutes; cached in "
                           "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
-    pre = parser.add_argument_group("preprocessing (stored in the model)")
     pre.add_argument("--mean", type=float, default=0.5, help="input = (pixel/255 - mean) / std")
     pre.add_argument("--std", type=float, default=0.25, help="see --mean")
     pre.add_argument("--crop-margin", type=float, default=0.0,
                      help="margin the app adds around a detected face, as a share of its side (FER2013's faces "
                           "fill their images about as MTCNN's box does: 0)")
-    run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, help="run folder (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
     run.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
@@ -464,8 +467,8 @@ def truncate_metrics(path: Path, epoch: int) -> None:
 
 def finish_run(out: Path, val_name: str = "val") -> None:
     """Curves and the ONNX model of the best epoch."""
-    from training.export import export_checkpoint
-    from training.plots import plot_curves
+    from fer_emotion.training.export import export_checkpoint
+    from fer_emotion.training.plots import plot_curves
 
     plot_curves(out / "metrics.csv", out / "curves.png", val_name)
     export_checkpoint(out / "best.pt", out / "model.onnx")
@@ -483,7 +486,15 @@ def resume_state(run: Path) -> dict:
     return load_checkpoint(run / "last.pt")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
+    """``fer-train train``; ``explicit``: the options typed on the command line (a recipe applies them to
+    every phase)."""
+    from fer_emotion.training.recipe import resume_recipe, run_recipe
+
+    if args.resume and (args.resume / "recipe.json").is_file():
+        return resume_recipe(args)
+    if args.recipe:
+        return run_recipe(args, {k: v for k, v in (explicit or {}).items() if k not in ("recipe", "data", "ferplus", "out")})
     if args.resume:
         state = resume_state(args.resume)
         # where the rest of the run continues may differ from where it started: threads and device may change

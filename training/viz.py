@@ -35,11 +35,11 @@ def grid(images: list[np.ndarray], titles: list[str], out: Path, title: str, col
 
 
 def main(args: argparse.Namespace) -> int:
-    from app.core.crop import resize_square, to_gray
-    from app.core.sources import SourceError, read_image
-    from models import create_model
-    from training.augment import normalize
-    from training.checkpoint import load_checkpoint, load_model_state
+    from fer_emotion.app.core.crop import resize_square, to_gray
+    from fer_emotion.app.core.sources import SourceError, read_image
+    from fer_emotion.models import create_model
+    from fer_emotion.training.augment import normalize
+    from fer_emotion.training.checkpoint import load_checkpoint, load_model_state
 
     checkpoint = args.run / "best.pt" if args.run.is_dir() else args.run
     state = load_checkpoint(checkpoint)

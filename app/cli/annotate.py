@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from app.core.drawing import MODES
-from app.core.outputs import image_document, save_image, write_json
-from app.core.pipeline import Pipeline, PipelineConfig
-from app.core.sources import SourceError, VideoSource, kind_of, read_image
+from fer_emotion.app.core.drawing import MODES
+from fer_emotion.app.core.outputs import image_document, save_image, write_json
+from fer_emotion.app.core.pipeline import Pipeline, PipelineConfig
+from fer_emotion.app.core.sources import SourceError, VideoSource, kind_of, read_image
 
 log = logging.getLogger(__name__)
 WRITABLE_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fer-annotate: {line}", file=sys.stderr)
     if not jobs:
         return 1
-    from app.core.classifier import ModelLoadError
-    from app.core.factory import build_pipeline
+    from fer_emotion.app.core.classifier import ModelLoadError
+    from fer_emotion.app.core.factory import build_pipeline
 
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, whole_image=args.whole_image)
     try:

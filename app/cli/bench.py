@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.core.detector import DetectorConfig, clip_box
-from app.core.pipeline import STAGES, PipelineConfig
-from app.core.sources import SourceError, VideoSource
-from app.core.tracker import iou
+from fer_emotion.app.core.detector import DetectorConfig, clip_box
+from fer_emotion.app.core.pipeline import STAGES, PipelineConfig
+from fer_emotion.app.core.sources import SourceError, VideoSource
+from fer_emotion.app.core.tracker import iou
 
 
 REFERENCE_CACHE = Path.home() / ".cache" / "fer-emotion" / "reference"  # --check-recall's reference boxes
@@ -83,7 +83,7 @@ def summarise(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 
 def run(args: argparse.Namespace, video: Path) -> dict:
-    from app.core.factory import build_pipeline
+    from fer_emotion.app.core.factory import build_pipeline
 
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, background_detection=args.background)
     detector = DetectorConfig(threads=args.threads, backend=args.detector_backend)
@@ -166,7 +166,7 @@ def reference_boxes(video: Path, config: DetectorConfig, frames: int,
     takes most of a benchmark's time (0.7 s a 1080p frame)."""
     import hashlib
 
-    from app.core.mtcnn import facenet_reference
+    from fer_emotion.app.core.mtcnn import facenet_reference
 
     stat = video.resolve().stat()
     key = (f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|"
@@ -208,9 +208,31 @@ def print_table(report: dict) -> None:
               f"of {report['reference_faces']} faces")
 
 
+def missing_training_extra(args: argparse.Namespace) -> str | None:
+    """What this run needs from the [train] extra that is not installed, said in one line; None when nothing."""
+    import importlib.util
+
+    wanted = {}
+    if args.video is None:
+        wanted["the built-in astronaut clip (or give a VIDEO)"] = ["skimage"]
+    if args.check_recall or args.detector_backend == "torch":
+        wanted["--check-recall and --detector-backend torch"] = ["torch", "facenet_pytorch"]
+    for feature, modules in wanted.items():
+        missing = [module for module in modules if importlib.util.find_spec(module) is None]
+        if missing:
+            return (f"{feature} needs {', '.join(missing)}, which the app's install leaves out: "
+                    "pip install 'fer-emotion[train]'")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    from app.core.classifier import ModelLoadError
+    from fer_emotion.app.core.classifier import ModelLoadError
+
+    missing = missing_training_extra(args)
+    if missing:
+        print(f"fer-bench: {missing}", file=sys.stderr)
+        return 1
 
     try:
         with tempfile.TemporaryDirectory() as scratch:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.crop import normalize
-from app.core.metadata import ModelInfo, ModelMetadataError
+from fer_emotion.app.core.crop import normalize
+from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from app.core.mtcnn import CELL, Nets, cut, detect_faces, eye_roll, make_nets, normalise
+from fer_emotion.app.core.mtcnn import CELL, Nets, cut, detect_faces, eye_roll, make_nets, normalise
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ def emoji_image(name: str) -> np.ndarray | None:
     """The RGBA art for an emoji named by codepoint (``1f604``) or by the character itself."""
     if name and not name.isascii():
         name = "-".join(f"{ord(ch):x}" for ch in name if ord(ch) != 0xFE0F)
-    resource = resources.files("assets") / "emoji" / f"{name.lower()}.png"
+    resource = resources.files("fer_emotion.assets") / "emoji" / f"{name.lower()}.png"
     if not resource.is_file():
         log.warning("no emoji art for %r; drawing labels for that class", name)
         return None

@@ -6,10 +6,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from app.core.classifier import EmotionClassifier
-from app.core.detector import DetectorConfig, FaceDetector
-from app.core.pipeline import Pipeline, PipelineConfig
-from app.core.shipped import default_model_path
+from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.app.core.detector import DetectorConfig, FaceDetector
+from fer_emotion.app.core.pipeline import Pipeline, PipelineConfig
+from fer_emotion.app.core.shipped import default_model_path
 
 
 def build_pipeline(model: Path | None = None, config: PipelineConfig = PipelineConfig(),

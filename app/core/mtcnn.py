@@ -22,7 +22,7 @@ CELL, STRIDE = 12, 2  # P-Net looks at 12-px cells, two pixels apart
 
 
 def mtcnn_folder() -> Path:
-    return Path(str(resources.files("assets") / "mtcnn"))
+    return Path(str(resources.files("fer_emotion.assets") / "mtcnn"))
 
 
 class Nets(Protocol):
@@ -62,7 +62,7 @@ class OnnxNets(_Stages):
     """The networks exported to ONNX (assets/mtcnn), run by onnxruntime (CPU or CUDA)."""
 
     def __init__(self, device: str = "auto", threads: int = 1, folder: Path | None = None) -> None:
-        from app.core.classifier import open_session
+        from fer_emotion.app.core.classifier import open_session
 
         folder = folder or mtcnn_folder()
         self._sessions = {name: open_session(folder / f"{name}.onnx", device, threads)

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.core.sources import SourceError
+from fer_emotion.app.core.sources import SourceError
 
 
 def save_image(path: Path, rgb: np.ndarray) -> None:

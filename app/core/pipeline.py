@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.core.classifier import EmotionClassifier
-from app.core.crop import crop_faces
-from app.core.detector import Box, Detection, FaceDetector
-from app.core.drawing import EMOJI, draw_faces, draw_no_face
-from app.core.tracker import FaceTracker, TrackerConfig, iou
+from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.app.core.crop import crop_faces
+from fer_emotion.app.core.detector import Box, Detection, FaceDetector
+from fer_emotion.app.core.drawing import EMOJI, draw_faces, draw_no_face
+from fer_emotion.app.core.tracker import FaceTracker, TrackerConfig, iou
 
 STAGES = ("decode", "detect", "crop", "classify", "track", "draw")
 

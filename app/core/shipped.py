@@ -19,7 +19,7 @@ TITLES = {
 
 
 def models_folder() -> Path:
-    return Path(str(resources.files("assets") / "models"))
+    return Path(str(resources.files("fer_emotion.assets") / "models"))
 
 
 def shipped_models() -> list[Path]:

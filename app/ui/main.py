@@ -38,8 +38,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def print_version() -> int:
-    from app import __version__
-    from app.core.classifier import choose_providers
+    from fer_emotion.app import __version__
+    from fer_emotion.app.core.classifier import choose_providers
 
     provider = choose_providers()[0]
     device = "CUDA" if provider.startswith("CUDA") else "CPU"
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return print_version()
     from PySide6.QtWidgets import QApplication
 
-    from app.ui.window import MainWindow, scripted_exit
-    from app.ui.worker import StreamSpec
+    from fer_emotion.app.ui.window import MainWindow, scripted_exit
+    from fer_emotion.app.ui.worker import StreamSpec
 
     application = QApplication.instance() or QApplication(sys.argv[:1])
     application.setApplicationName("fer-app")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.exists():
                 print(f"fer-app: {path}: no such file", file=sys.stderr)
                 return 2
-            from app.core.sources import kind_of
+            from fer_emotion.app.core.sources import kind_of
 
             if kind_of(path) == "video":
                 spec = StreamSpec(video=path, loop=args.loop)

@@ -8,7 +8,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from app.core.drawing import colour_for
+from fer_emotion.app.core.drawing import colour_for
 
 TIMELINE_LENGTH = 150  # frames kept per face
 

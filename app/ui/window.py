@@ -13,13 +13,13 @@ from PySide6.QtWidgets import (
     QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QToolBar,
 )
 
-from app.core.shipped import default_model_path, shipped_models, title
-from app.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, kind_of
-from app.ui.convert import to_qimage
-from app.ui.panel import FacePanel
-from app.ui.settings import Preferences
-from app.ui.view import VideoView
-from app.ui.worker import PipelineWorker, StreamSpec
+from fer_emotion.app.core.shipped import default_model_path, shipped_models, title
+from fer_emotion.app.core.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, kind_of
+from fer_emotion.app.ui.convert import to_qimage
+from fer_emotion.app.ui.panel import FacePanel
+from fer_emotion.app.ui.settings import Preferences
+from fer_emotion.app.ui.view import VideoView
+from fer_emotion.app.ui.worker import PipelineWorker, StreamSpec
 
 log = logging.getLogger(__name__)
 READABLE = sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES)
@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
 
     def save_result(self, path: Path) -> tuple[Path, Path]:
         """The shown result as an image plus a JSON side-car like ``fer-annotate --json``."""
-        from app.core.outputs import image_document, save_image, write_json
+        from fer_emotion.app.core.outputs import image_document, save_image, write_json
 
         source = str(self.files[self.file_index][0]) if self.files else self.live_spec.describe()
         save_image(path, self.current.image)
@@ -382,7 +382,7 @@ class MainWindow(QMainWindow):
             self.back_to_camera()
 
     def show_about(self) -> None:
-        from app import __version__
+        from fer_emotion.app import __version__
 
         pipeline = self.worker.pipeline
         if pipeline is None:

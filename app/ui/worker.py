@@ -119,14 +119,14 @@ class PipelineWorker(QObject):
             self._finished.set()
 
     def _load(self, model: Path | None) -> bool:
-        from app.core.classifier import ModelLoadError
+        from fer_emotion.app.core.classifier import ModelLoadError
 
         try:
             if self._factory is not None:
                 self.pipeline = self._factory(model)
             else:
-                from app.core.factory import build_pipeline
-                from app.core.pipeline import PipelineConfig
+                from fer_emotion.app.core.factory import build_pipeline
+                from fer_emotion.app.core.pipeline import PipelineConfig
 
                 config = PipelineConfig(mode=self._mode, detect_every=LIVE_DETECT_EVERY, background_detection=True)
                 self.pipeline = build_pipeline(model, config, classifier_threads=1)
@@ -169,7 +169,7 @@ class PipelineWorker(QObject):
             self.cameras_found.emit(self._probe_cameras(argument))
 
     def _open_stream(self, spec: StreamSpec) -> None:
-        from app.core.sources import SourceError, VideoSource
+        from fer_emotion.app.core.sources import SourceError, VideoSource
 
         self._close_stream()
         self._stream, self._paused = spec, False
@@ -199,7 +199,7 @@ class PipelineWorker(QObject):
         self._source, self._iterator = None, None
 
     def _step(self) -> None:
-        from app.core.sources import SourceError
+        from fer_emotion.app.core.sources import SourceError
 
         try:
             frame = next(self._iterator, None)
@@ -236,7 +236,7 @@ class PipelineWorker(QObject):
             self.stream_ended.emit()
 
     def _process_files(self, paths: list[Path]) -> None:
-        from app.core.sources import SourceError, read_image
+        from fer_emotion.app.core.sources import SourceError, read_image
 
         for path in paths:
             if self._stop.is_set():
@@ -265,7 +265,7 @@ class PipelineWorker(QObject):
         return found
 
     def _swap_model(self, path: Path) -> None:
-        from app.core.classifier import EmotionClassifier, ModelLoadError
+        from fer_emotion.app.core.classifier import EmotionClassifier, ModelLoadError
 
         try:
             classifier = EmotionClassifier(path, threads=1)
@@ -277,8 +277,8 @@ class PipelineWorker(QObject):
         self.loaded.emit(self.pipeline.detector.device.upper(), classifier.device)
 
     def _set_recording(self, path: Path | None) -> None:
-        from app.core.outputs import Recorder
-        from app.core.sources import SourceError
+        from fer_emotion.app.core.outputs import Recorder
+        from fer_emotion.app.core.sources import SourceError
 
         if self._recorder is not None:
             self._recorder.close()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cli import annotate
+from fer_emotion.app.cli import annotate
 from tests.conftest import ASTRONAUT_FACE, LABELS
 
 

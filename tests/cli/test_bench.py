@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from app.cli import bench
+from fer_emotion.app.cli import bench
 
 
 def test_bench_json_reports_speed_and_recall(tiny_model, capsys):
@@ -25,8 +25,8 @@ def test_bench_table_and_bad_video(tiny_model, tmp_path, capsys):
 
 
 def test_reference_boxes_are_computed_once_per_video(tmp_path, monkeypatch):
-    from app.core import mtcnn
-    from app.core.detector import DetectorConfig
+    from fer_emotion.app.core import mtcnn
+    from fer_emotion.app.core.detector import DetectorConfig
 
     video = bench.astronaut_clip(tmp_path / "clip.mp4", frames=6)
     cache = tmp_path / "cache"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.core.classifier import EmotionClassifier, ModelLoadError, choose_providers
+from fer_emotion.app.core.classifier import EmotionClassifier, ModelLoadError, choose_providers
 from tests.conftest import LABELS, tiny_model_info, write_linear_onnx
 
 

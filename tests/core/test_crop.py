@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from app.core.crop import MAX_ROLL, crop_face, crop_faces, normalize, square_box, to_gray
+from fer_emotion.app.core.crop import MAX_ROLL, crop_face, crop_faces, normalize, square_box, to_gray
 
 
 def test_square_box_grows_by_margin_around_centre():

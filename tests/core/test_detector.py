@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.core.tracker import iou
+from fer_emotion.app.core.tracker import iou
 from tests.conftest import ASTRONAUT_FACE
 
 
@@ -83,7 +83,7 @@ def test_every_way_of_finding_a_face_measures_its_roll(detector, astronaut):
 
 
 def test_a_big_photo_is_searched_in_a_shrunk_copy_and_answered_in_its_own_pixels(detector, astronaut):
-    from app.core.detector import FaceDetector
+    from fer_emotion.app.core.detector import FaceDetector
 
     big = cv2.resize(astronaut, (4096, 4096), interpolation=cv2.INTER_CUBIC)  # 16.8 MP, 8x the astronaut
     limit = detector.config.max_detect_pixels

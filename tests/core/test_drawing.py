@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from app.core.drawing import draw_faces, draw_no_face, emoji_image
-from app.core.tracker import TrackedFace
+from fer_emotion.app.core.drawing import draw_faces, draw_no_face, emoji_image
+from fer_emotion.app.core.tracker import TrackedFace
 from tests.conftest import LABELS, tiny_model_info
 
 BOX = (100.0, 80.0, 200.0, 200.0)

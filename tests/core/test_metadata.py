@@ -1,6 +1,6 @@
 import pytest
 
-from app.core.metadata import ModelInfo, ModelMetadataError
+from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
 from tests.conftest import tiny_model_info
 
 

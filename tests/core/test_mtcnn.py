@@ -8,9 +8,9 @@ import pytest
 
 import cv2
 
-from app.core.mtcnn import (OnnxNets, TorchNets, detect_faces, facenet_reference, nms, pyramid, pyramid_scales,
+from fer_emotion.app.core.mtcnn import (OnnxNets, TorchNets, detect_faces, facenet_reference, nms, pyramid, pyramid_scales,
                             to_squares)
-from app.core.tracker import iou
+from fer_emotion.app.core.tracker import iou
 
 
 @pytest.fixture(scope="module")

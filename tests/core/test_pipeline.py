@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.core.pipeline import STAGES, Pipeline, PipelineConfig
+from fer_emotion.app.core.pipeline import STAGES, Pipeline, PipelineConfig
 from tests.conftest import ASTRONAUT_FACE, LABELS
 
 
@@ -108,7 +108,7 @@ def test_background_detection_starts_at_most_every_k_frames(astronaut):
     import threading
     import time
 
-    from app.core.pipeline import BackgroundDetection
+    from fer_emotion.app.core.pipeline import BackgroundDetection
 
     class CountingDetector:
         def __init__(self):
@@ -134,9 +134,9 @@ def test_background_detection_starts_at_most_every_k_frames(astronaut):
 
 
 def test_a_late_detection_is_followed_to_the_current_frame(detector, astronaut):
-    from app.core.detector import Detection
-    from app.core.pipeline import BackgroundDetection
-    from app.core.tracker import iou
+    from fer_emotion.app.core.detector import Detection
+    from fer_emotion.app.core.pipeline import BackgroundDetection
+    from fer_emotion.app.core.tracker import iou
 
     # the face walks 30 px a frame; the detection describes the first frame and arrives five frames later
     frames = [np.roll(astronaut, 30 * step, axis=1) for step in range(6)]
@@ -154,8 +154,8 @@ def test_a_late_detection_is_followed_to_the_current_frame(detector, astronaut):
 
 
 def test_detection_runs_on_two_threads_that_sleep_between_calls(tiny_model):
-    from app.core.detector import DetectorConfig
-    from app.core.factory import build_pipeline, detector_threads
+    from fer_emotion.app.core.detector import DetectorConfig
+    from fer_emotion.app.core.factory import build_pipeline, detector_threads
 
     live, inline = PipelineConfig(background_detection=True), PipelineConfig()
     assert detector_threads(live, cores=2) == 2 and detector_threads(inline, cores=16) == 2
@@ -173,8 +173,8 @@ def test_detection_runs_on_two_threads_that_sleep_between_calls(tiny_model):
 
 
 def test_a_model_trained_on_level_eyes_gets_its_faces_turned_upright(detector, tmp_path, astronaut):
-    from app.core.classifier import EmotionClassifier
-    from app.core.crop import crop_faces
+    from fer_emotion.app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.crop import crop_faces
     from tests.conftest import tiny_model_info, write_linear_onnx
 
     info = tiny_model_info(extra={"align": "eyes"})

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from app.core.classifier import EmotionClassifier
-from app.core.crop import crop_faces
-from app.core.drawing import emoji_image
-from app.core.shipped import DEFAULT_MODEL, TITLES, shipped_models
+from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.app.core.crop import crop_faces
+from fer_emotion.app.core.drawing import emoji_image
+from fer_emotion.app.core.shipped import DEFAULT_MODEL, TITLES, shipped_models
 from tests.conftest import ASTRONAUT_FACE, weight_types
 
 MODELS = shipped_models()
@@ -36,8 +36,8 @@ def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
     """The fused int8 kernels for int8 weights saturate on x86 CPUs without VNNI; the shipped files keep the
     layers where it matters in uint8, and the classifier falls back to the exact (unfused) session where a
     file still disagrees, so the app's probabilities are the model's on every CPU."""
-    from app.core.classifier import INT8_TOLERANCE, open_session, softmax
-    from app.core.crop import normalize
+    from fer_emotion.app.core.classifier import INT8_TOLERANCE, open_session, softmax
+    from fer_emotion.app.core.crop import normalize
 
     classifier = EmotionClassifier(path, device="cpu")
     info = classifier.info

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.sources import SourceError, VideoSource, kind_of, read_image
+from fer_emotion.app.core.sources import SourceError, VideoSource, kind_of, read_image
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.core.tracker import FaceTracker, TrackerConfig
+from fer_emotion.app.core.tracker import FaceTracker, TrackerConfig
 
 
 def one_hot(index, strength=0.9, classes=7):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from models import create_model
+from fer_emotion.models import create_model
 
 
 def faces(seed: int = 0) -> torch.Tensor:
@@ -34,7 +34,7 @@ def test_flat_head_sees_where_a_feature_is():
 
 
 def test_residual_net_adds_each_stage_input_to_its_second_layer():
-    from models.cnn import Residual
+    from fer_emotion.models.cnn import Residual
 
     torch.manual_seed(0)
     residual, plain = create_model("fernet_res", 8).eval(), create_model("fernet", 8).eval()
@@ -48,7 +48,7 @@ def test_residual_net_adds_each_stage_input_to_its_second_layer():
 
 
 def test_squeeze_excite_scales_each_channel_by_a_gate_from_its_mean():
-    from models.cnn import SqueezeExcite
+    from fer_emotion.models.cnn import SqueezeExcite
 
     torch.manual_seed(0)
     net = create_model("fernet_se", 7).eval()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.labels import FER2013
-from training.train import read_metrics
+from fer_emotion.training.labels import FER2013
+from fer_emotion.training.train import read_metrics
 
 SPLITS = ("Training",) * 42 + ("PublicTest",) * 14 + ("PrivateTest",) * 7
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training import cli, engine
-from training.augment import AugmentConfig, relight
+from fer_emotion.training import cli, engine
+from fer_emotion.training.augment import AugmentConfig, relight
 
 from tests.training.test_engine import epochs_in, train_args
 

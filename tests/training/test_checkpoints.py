@@ -4,8 +4,8 @@ import pytest
 
 from tests.conftest import write_linear_onnx
 from tests.training.test_engine import epochs_in, train_args
-from training import cli, train
-from training.checkpoint import load_checkpoint
+from fer_emotion.training import cli, train
+from fer_emotion.training.checkpoint import load_checkpoint
 
 
 class Killed(BaseException):

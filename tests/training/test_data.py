@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.data import DataError, read_fer_csv, read_folder, read_votes
-from training.datasets import floored, level_eyes, load_splits
+from fer_emotion.training.data import DataError, read_fer_csv, read_folder, read_votes
+from fer_emotion.training.datasets import floored, level_eyes, load_splits
 from tests.training.conftest import SPLITS
 
 
@@ -98,8 +98,8 @@ def test_soft_floor_drops_lone_votes_and_keeps_even_rows():
 
 
 def test_level_eyes_turns_tilted_real_faces_upright(astronaut):
-    from app.core.crop import crop_face, to_gray, turn
-    from app.core.mtcnn import OnnxNets, face_rolls
+    from fer_emotion.app.core.crop import crop_face, to_gray, turn
+    from fer_emotion.app.core.mtcnn import OnnxNets, face_rolls
 
     face = crop_face(to_gray(astronaut), (181, 62, 268, 172), 48, 0.0)
     blank = np.full((48, 48), 90, np.uint8)

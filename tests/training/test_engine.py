@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import create_model
+from fer_emotion.models import create_model
 from tests.training.conftest import plateau_cuts_follow_validation
-from training import cli
-from training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
-from training.labels import FER2013
-from training.train import read_metrics, warn_short_ema
+from fer_emotion.training import cli
+from fer_emotion.training.checkpoint import CheckpointError, initial_weights, load_checkpoint, load_model_state
+from fer_emotion.training.labels import FER2013
+from fer_emotion.training.train import read_metrics, warn_short_ema
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_resume_continues_with_the_same_optimiser_state(synthetic, tmp_path):
 
 def test_run_killed_mid_epoch_resumes(synthetic, tmp_path):
     run = tmp_path / "killed"
-    command = [sys.executable, "-m", "training.cli", *train_args(synthetic, run, "--epochs", "40", "--arch", "resnet9")]
+    command = [sys.executable, "-m", "fer_emotion.training.cli", *train_args(synthetic, run, "--epochs", "40", "--arch", "resnet9")]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -154,9 +154,9 @@ def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
 
 
 def test_distillation_mixes_the_teachers_probabilities_into_the_targets(synthetic, tmp_path):
-    from training.datasets import load_splits
-    from training.distill import distilled_targets, teacher_probabilities
-    from training.labels import FER2013
+    from fer_emotion.training.datasets import load_splits
+    from fer_emotion.training.distill import distilled_targets, teacher_probabilities
+    from fer_emotion.training.labels import FER2013
 
     teacher = tmp_path / "teacher"
     assert cli.main(train_args(synthetic, teacher, "--epochs", "3")) == 0
@@ -187,7 +187,7 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
 
 
 def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_norm_statistics_alone():
-    from training.engine import sharpness_aware_grads
+    from fer_emotion.training.engine import sharpness_aware_grads
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
@@ -228,7 +228,7 @@ def test_sam_option_trains_and_is_refused_below_zero(synthetic, tmp_path):
 
 
 def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synthetic, tmp_path, monkeypatch):
-    from training import engine, reframe
+    from fer_emotion.training import engine, reframe
 
     asked, picked = [], []
 
@@ -255,10 +255,10 @@ def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synth
 
 
 def test_ferplus_run_picks_best_by_its_vote_rule_and_reports_the_other(synthetic, tmp_path):
-    from app.core.classifier import EmotionClassifier
+    from fer_emotion.app.core.classifier import EmotionClassifier
     from tests.training.conftest import SPLITS, votes_for, write_votes
-    from training.datasets import load_splits
-    from training.engine import evaluate
+    from fer_emotion.training.datasets import load_splits
+    from fer_emotion.training.engine import evaluate
 
     votes = votes_for(synthetic["labels"])
     public = [i for i, usage in enumerate(SPLITS) if usage == "PublicTest"]
@@ -289,7 +289,7 @@ def test_ferplus_run_picks_best_by_its_vote_rule_and_reports_the_other(synthetic
 
 
 def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(synthetic, tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="training.train"):
+    with caplog.at_level("WARNING", logger="fer_emotion.training.train"):
         assert cli.main(train_args(synthetic, tmp_path / "slow", "--ema", "0.999")) == 0
     warned = [r.getMessage() for r in caplog.records if "--ema" in r.getMessage()]
     # 42 training faces, batches of 8: 5 steps an epoch, 10 in all; 0.999**10 of the first weights stay
@@ -298,7 +298,7 @@ def test_an_average_too_slow_for_the_run_is_warned_about_with_a_decay_that_fits(
     assert advised ** 10 < 0.01 < (advised + 0.001) ** 10  # the largest decay that leaves under 1%
 
     caplog.clear()
-    with caplog.at_level("WARNING", logger="training.train"):
+    with caplog.at_level("WARNING", logger="fer_emotion.training.train"):
         warn_short_ema(advised, 10)
         # a second phase's average starts from trained weights, so keeping them is no fault
         assert cli.main(train_args(synthetic, tmp_path / "phase2", "--ema", "0.999", "--init", str(tmp_path / "slow"))) == 0

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from app.core.classifier import EmotionClassifier
+from fer_emotion.app.core.classifier import EmotionClassifier
 from tests.conftest import tiny_model_info, write_linear_onnx
 from tests.training.test_engine import train_args
-from training import cli
-from training.ensemble import EnsembleError, write_ensemble
+from fer_emotion.training import cli
+from fer_emotion.training.ensemble import EnsembleError, write_ensemble
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import onnx
 import pytest
 import torch
 
-from app.core.classifier import EmotionClassifier
-from models import create_model
+from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.models import create_model
 from tests.conftest import weight_types
 from tests.training.conftest import plateau_cuts_follow_validation
-from training import cli
-from training.export import ExportError, export_model, model_info
-from training.metrics import confusion_matrix, report
+from fer_emotion.training import cli
+from fer_emotion.training.export import ExportError, export_model, model_info
+from fer_emotion.training.metrics import confusion_matrix, report
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -48,8 +48,8 @@ def test_export_command_reports_parity_and_refuses_to_overwrite(trained_run, tmp
 
 
 def test_export_refuses_a_model_that_disagrees(trained_run, tmp_path, monkeypatch):
-    from training import export
-    from training.checkpoint import load_checkpoint
+    from fer_emotion.training import export
+    from fer_emotion.training.checkpoint import load_checkpoint
 
     state = load_checkpoint(trained_run / "best.pt")
     model = create_model("fernet", 7)
@@ -97,7 +97,7 @@ def test_two_process_gloo_ddp_smoke(synthetic, tmp_path):
     # the plateau schedule: the main process's validation accuracy is broadcast to the other each epoch (a
     # process left out of the broadcast would hang the run) and its rate follows the rule
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-               "-m", "training.cli", "train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "3",
+               "-m", "fer_emotion.training.cli", "train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "3",
                "--batch-size", "8", "--no-progress", "--threads", "1", "--schedule", "plateau",
                "--plateau-patience", "0", "--lr", "1e-7"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -122,8 +122,8 @@ def test_int8_export_keeps_metadata_and_agrees(trained_run, tmp_path):
 def test_float_first_layer_keeps_the_model_exactly(trained_run, tmp_path, monkeypatch):
     """The first layer as a float convolution on its dequantised weights, pooled before quantising: the
     unfused session gives the same scores to the last bit, the fused one stays within the app's tolerance."""
-    from app.core.classifier import INT8_TOLERANCE, open_session, softmax
-    from training import quantize
+    from fer_emotion.app.core.classifier import INT8_TOLERANCE, open_session, softmax
+    from fer_emotion.training import quantize
 
     convert = quantize.float_first_layer
     monkeypatch.setattr(quantize, "float_first_layer", lambda model: False)
@@ -146,8 +146,8 @@ def test_float_first_layer_keeps_the_model_exactly(trained_run, tmp_path, monkey
 def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
     """uint8 weights with zero point 128 are the int8 weights' own numbers: the unfused session (float
     convolutions on the dequantised weights) gives the same scores to the last bit."""
-    from app.core.classifier import open_session
-    from training.quantize import unsigned_weights
+    from fer_emotion.app.core.classifier import open_session
+    from fer_emotion.training.quantize import unsigned_weights
 
     signed, unsigned = tmp_path / "signed.onnx", tmp_path / "unsigned.onnx"
     assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(signed), "--int8"]) == 0
@@ -163,7 +163,7 @@ def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
 
 
 def test_a_run_on_level_eyes_asks_the_app_and_eval_for_them(synthetic, tmp_path, monkeypatch, capsys):
-    from training import evaluate
+    from fer_emotion.training import evaluate
 
     run = tmp_path / "run"
     assert cli.main(["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1", "--batch-size", "8",

@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.labels import ENGAGEMENT, clean_votes, engagement_labels, ferplus_majority_targets, ferplus_targets
+from fer_emotion.training.labels import ENGAGEMENT, clean_votes, engagement_labels, ferplus_majority_targets, ferplus_targets
 
 # Columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
 ROWS = {

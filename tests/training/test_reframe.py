@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.core.crop import crop_face, to_gray, turn
-from app.core.mtcnn import OnnxNets, face_rolls
+from fer_emotion.app.core.crop import crop_face, to_gray, turn
+from fer_emotion.app.core.mtcnn import OnnxNets, face_rolls
 from tests.conftest import ASTRONAUT_FACE
-from training import reframe
-from training.augment import pick_faces
+from fer_emotion.training import reframe
+from fer_emotion.training.augment import pick_faces
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from training import cli
+from fer_emotion.training import cli
 
 
 def test_knn_baseline_reports_accuracy(synthetic, capsys):
@@ -41,7 +41,7 @@ def drawn_curves(metrics, out, val_name, monkeypatch):
     """plot_curves' lines as {(axis title, legend): (epochs, values)}."""
     import matplotlib.axes
 
-    from training.plots import plot_curves
+    from fer_emotion.training.plots import plot_curves
 
     lines = []
     plot = matplotlib.axes.Axes.plot
@@ -66,7 +66,7 @@ def test_curves_draw_every_validation_accuracy_column(tmp_path, monkeypatch):
 
 
 def test_a_column_new_after_a_resume_joins_the_metrics_and_is_drawn_where_it_has_values(tmp_path, monkeypatch):
-    from training.train import read_metrics, write_metrics_row
+    from fer_emotion.training.train import read_metrics, write_metrics_row
 
     metrics = tmp_path / "metrics.csv"
     base = {"train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.6}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.core.sources import Frame, SourceError
+from fer_emotion.app.core.sources import Frame, SourceError
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def moving_frames(base: np.ndarray, count: int = 1000, fail_after: int | None = 
 
 @pytest.fixture()
 def pipeline_factory(detector, classifier):
-    from app.core.pipeline import Pipeline
+    from fer_emotion.app.core.pipeline import Pipeline
 
     return lambda model: Pipeline(detector, classifier)
 
@@ -42,7 +42,7 @@ def make_window(qtbot, pipeline_factory):
     windows = []
 
     def make(spec):
-        from app.ui.window import MainWindow
+        from fer_emotion.app.ui.window import MainWindow
 
         window = MainWindow(spec, pipeline_factory=pipeline_factory)
         qtbot.addWidget(window)

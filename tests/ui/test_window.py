@@ -12,9 +12,9 @@ from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.ui.convert import to_array, to_qimage
-from app.ui.settings import Preferences
-from app.ui.worker import StreamSpec
+from fer_emotion.app.ui.convert import to_array, to_qimage
+from fer_emotion.app.ui.settings import Preferences
+from fer_emotion.app.ui.worker import StreamSpec
 from tests.conftest import ASTRONAUT_FACE
 from tests.ui.conftest import moving_frames
 
@@ -182,7 +182,7 @@ def test_real_window_screenshot_shows_the_overlay_on_the_face(tmp_path, astronau
         env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
                "XDG_CONFIG_HOME": str(tmp_path / "config"), "HOME": str(tmp_path)}
         shot = tmp_path / "shot.png"
-        done = subprocess.run([sys.executable, "-m", "app.ui.main", "--source", str(video), "--loop", "--mode", "emoji",
+        done = subprocess.run([sys.executable, "-m", "fer_emotion.app.ui.main", "--source", str(video), "--loop", "--mode", "emoji",
                                "--exit-after", "25", "--screenshot", str(shot), "--report-startup"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
     finally:
@@ -212,7 +212,7 @@ def test_real_window_screenshot_shows_the_overlay_on_the_face(tmp_path, astronau
 
 
 def test_version_reports_the_devices(capsys):
-    from app.ui.main import main
+    from fer_emotion.app.ui.main import main
 
     assert main(["--version"]) == 0
     out = capsys.readouterr().out
@@ -220,7 +220,7 @@ def test_version_reports_the_devices(capsys):
 
 
 def test_missing_source_file_is_refused(capsys, tmp_path):
-    from app.ui.main import main
+    from fer_emotion.app.ui.main import main
 
     assert main(["--source", str(tmp_path / "none.mp4")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -236,7 +236,7 @@ def test_camera_refresh_runs_in_the_worker(qtbot, make_window, astronaut):
 
 
 def test_model_menu_lists_the_shipped_models_and_ticks_the_one_in_use(qtbot, make_window, astronaut, tmp_path):
-    from app.core.shipped import default_model_path, shipped_models
+    from fer_emotion.app.core.shipped import default_model_path, shipped_models
 
     window = make_window(fake_spec(astronaut))
     first_result(qtbot, window)

@@ -1,0 +1,81 @@
+"""``fer-train train --recipe``: the shipped models' training as named recipes, phases chained."""
+
+import argparse
+import json
+import re
+import shlex
+
+import pytest
+
+from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.training import cli
+from fer_emotion.training.recipe import phase_arguments, read_recipe, recipe_names
+from fer_emotion.training.train import TrainConfig, add_train_arguments
+from tests.conftest import REPO
+from tests.training.test_engine import epochs_in
+
+SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "ferplus")
+MACHINE = {"data", "ferplus", "out", "init", "threads", "progress", "device"}  # where and how, not what
+
+
+def recipe_args(synthetic, out, name, *extra):
+    return ["train", "--recipe", name, "--data", str(synthetic["csv"]), "--out", str(out), "--epochs", "1",
+            "--batch-size", "8", "--no-progress", "--threads", "1", *extra]
+
+
+def config(run):
+    return json.loads((run / "config.json").read_text())
+
+
+def test_a_recipe_chains_its_phases_and_exports_the_last(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(recipe_args(synthetic, run, "fer2013")) == 0
+    first, second = config(run / "phase1"), config(run / "phase2")
+    assert (first["arch"], first["lr"], first["rotate"], first["init"]) == ("fernet", 0.05, 10, None)
+    assert (second["lr"], second["schedule"], second["rotate"], second["erase"]) == (0.005, "cosine", 0, 0)
+    assert second["init"] == str(run / "phase1") and second["weight_decay"] == first["weight_decay"] == 1e-3
+    assert first["epochs"] == second["epochs"] == 1 and first["batch_size"] == 8  # typed options win, every phase
+    model = EmotionClassifier(run / "fer2013.onnx", device="cpu")
+    assert model.info.extra["precision"] == "int8" and model.info.arch == "fernet"
+
+
+def test_a_stopped_recipe_continues_with_resume(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(recipe_args(synthetic, run, "fer2013_level", "--epochs", "2", "--stop-after", "1")) == 0
+    assert epochs_in(run / "phase1") == [1] and not (run / "phase2").exists()
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run / "phase1") == [1, 2] and epochs_in(run / "phase2") == [1, 2]
+    assert config(run / "phase2")["align"] == "eyes"
+    assert EmotionClassifier(run / "fer2013_level.onnx", device="cpu").info.levels_eyes
+
+
+def test_recipes_that_need_votes_say_so(synthetic, tmp_path, capsys):
+    with pytest.raises(SystemExit, match="needs the FER\\+ votes"):
+        cli.main(recipe_args(synthetic, tmp_path / "run", "ferplus"))
+    with pytest.raises(SystemExit):  # argparse: not one of the recipes
+        cli.main(recipe_args(synthetic, tmp_path / "run", "fer2014"))
+    assert "fer2013_light" in capsys.readouterr().err
+
+
+def card_commands(name):
+    """The ``fer-train train`` lines of a shipped model's card, as parsed options."""
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    card = (REPO / "assets" / "models" / f"{name}.md").read_text()
+    lines = re.findall(r"^fer-train train (--data .*)$", card, flags=re.M)
+    return card, [parser.parse_args(shlex.split(line)) for line in lines]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_card_names_its_recipe_and_the_recipe_is_what_the_card_ran(name):
+    assert set(SHIPPED) <= set(recipe_names())
+    card, commands = card_commands(name)
+    assert f"--recipe {name} " in card
+    defaults = argparse.ArgumentParser()
+    add_train_arguments(defaults)
+    recipe = read_recipe(name, set(vars(defaults.parse_args([]))))
+    phases = phase_arguments(defaults.parse_args([]), recipe, {}, REPO / "runs")
+    assert len(phases) == len(commands)
+    fields = {f.name for f in __import__("dataclasses").fields(TrainConfig)} - MACHINE
+    for phase, command in zip(phases, commands):
+        assert {k: getattr(phase, k) for k in fields} == {k: getattr(command, k) for k in fields}
