@@ -3,6 +3,7 @@ the detector's MTCNN networks)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -26,15 +27,38 @@ class ModelLoadError(RuntimeError):
     """A model file that cannot be opened, or that lacks the metadata the app needs."""
 
 
-def cuda_usable() -> bool:
-    """True when onnxruntime has the CUDA provider and the CUDA driver reports a device."""
+@functools.lru_cache(maxsize=1)
+def cuda_status() -> tuple[bool, str]:
+    """Whether onnxruntime can be asked for CUDA here, and if not, why (one line for the user)."""
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return False
+        return False, "this onnxruntime has no CUDA provider (onnxruntime-gpu has it)"
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    return cuda_device_count() > 0
+        return False, "CUDA_VISIBLE_DEVICES is empty"
+    if cuda_device_count() == 0:
+        return False, "no NVIDIA GPU or driver was found"
+    if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from NVIDIA's pip packages (or torch's), where installed
+        try:
+            ort.preload_dlls()
+        except Exception as err:  # a missing library is reported when the session falls back, below
+            log.debug("onnxruntime.preload_dlls: %s", err)
+    return True, ""
+
+
+def cuda_usable() -> bool:
+    """True when onnxruntime has the CUDA provider and the CUDA driver reports a device."""
+    return cuda_status()[0]
+
+
+_WARNED: set[str] = set()  # what warn_once has said in this process
+
+
+def warn_once(message: str) -> None:
+    """A warning said once per process, however many sessions run into it (MTCNN's three, the classifier)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
 
 
 def cuda_device_count() -> int:
@@ -54,8 +78,14 @@ def cuda_device_count() -> int:
 
 
 def choose_providers(device: str = "auto") -> list[str]:
-    if device == "cuda" or (device == "auto" and cuda_usable()):
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    """CUDA first when it is usable and not turned down (``device`` cpu), else the CPU alone; asked for CUDA
+    that is not usable, say why once."""
+    if device != "cpu":
+        usable, why = cuda_status()
+        if usable:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        if device == "cuda":
+            warn_once(f"CUDA was asked for, but {why}; running on the CPU")
     return ["CPUExecutionProvider"]
 
 
@@ -66,7 +96,10 @@ def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: 
     EmotionClassifier._fused_int8_agrees)."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)  # the CUDA fallback's warnings are not the user's business
+    providers = choose_providers(device)
+    # onnxruntime's own lines about a CUDA provider that cannot start are errors with a C++ source location;
+    # the fallback below says it in one line instead
+    ort.set_default_logger_severity(4 if "CUDAExecutionProvider" in providers else 3)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -76,7 +109,12 @@ def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not fuse_int8:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-    return ort.InferenceSession(str(path), options, providers=choose_providers(device))
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    ort.set_default_logger_severity(3)
+    if providers[0] not in session.get_providers():
+        warn_once("onnxruntime could not start CUDA (the CUDA and cuDNN libraries its onnxruntime-gpu build needs "
+                  "are missing, or do not fit the driver); running on the CPU. See the README's GPU section")
+    return session
 
 
 class EmotionClassifier:

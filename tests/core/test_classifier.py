@@ -51,3 +51,40 @@ def test_flip_tta_from_metadata_averages_a_face_with_its_mirror(tmp_path):
     crops = np.random.default_rng(1).integers(0, 255, (3, 48, 48), dtype=np.uint8)
     expected = (plain(crops) + plain(np.ascontiguousarray(crops[:, :, ::-1]))) / 2
     np.testing.assert_allclose(flipping(crops), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def pretend_gpu(monkeypatch):
+    """A machine whose CUDA driver reports ``count`` GPUs, with nothing said yet and no libraries preloaded."""
+    import onnxruntime as ort
+
+    from fer_emotion.app.core import classifier
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider to fall back from")
+    if classifier.cuda_device_count() > 0:
+        pytest.skip("a real GPU is here: CUDA may well start")
+    monkeypatch.setattr(classifier, "_WARNED", set())
+    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
+    classifier.cuda_status.cache_clear()
+    yield lambda count: monkeypatch.setattr(classifier, "cuda_device_count", lambda: count)
+    classifier.cuda_status.cache_clear()
+
+
+def test_cuda_asked_for_without_a_gpu_runs_on_the_cpu_and_says_why_once(pretend_gpu, tiny_model, caplog, capfd):
+    pretend_gpu(0)
+    for _ in range(2):
+        assert EmotionClassifier(tiny_model, device="cuda").provider == "CPUExecutionProvider"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "CUDA was asked for, but no NVIDIA GPU or driver was found; running on the CPU"]
+    assert capfd.readouterr().err == ""
+
+
+def test_cuda_that_cannot_start_falls_back_to_the_cpu_in_one_line(pretend_gpu, tiny_model, caplog, capfd):
+    pretend_gpu(1)  # a driver that sees a GPU, but (here) none of the CUDA libraries onnxruntime-gpu loads
+    assert choose_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    for _ in range(2):
+        assert EmotionClassifier(tiny_model, device="auto").device == "CPU"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("onnxruntime could not start CUDA")
+    assert "onnxruntime" not in capfd.readouterr().err  # none of its own error lines with C++ source locations
