@@ -1,4 +1,4 @@
-"""The README's speed tables: the pipeline's levers on the two fixture videos, and ms per face per model.
+"""The speed tables of docs/benchmarks.md (and the README's): the pipeline's levers on the two fixture videos, and ms per face per model.
 
 Run by hand on a quiet machine (nothing else using the CPU), not in the test suite:
 

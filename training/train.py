@@ -289,7 +289,7 @@ def warn_short_ema(decay: float, steps: int, most_kept: float = 0.01) -> None:
 
     The average starts as the first weights and keeps ``decay**steps`` of them; on a small dataset (a folder of a
     few thousand faces) a decay made for FER2013's 224 steps an epoch leaves a model that is mostly noise. The
-    README gives the small-dataset runs behind the 1% default (5% left still cost 10 points there).
+    docs/experiments.md gives the small-dataset runs behind the 1% default (5% left still cost 10 points there).
     """
     kept = decay ** steps
     if kept > most_kept:

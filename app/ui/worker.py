@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 log = logging.getLogger(__name__)
 CAMERA_RETRY_S = 1.0
 # Live streams: the whole MTCNN cascade runs in a second thread, started every 5th frame at most, and
-# O-Net (with a window search where it is unsure) follows the faces on every frame; see the README's speed table.
+# O-Net (with a window search where it is unsure) follows the faces on every frame; see docs/benchmarks.md's speed table.
 LIVE_DETECT_EVERY = 5
 
 
