@@ -29,12 +29,21 @@ def register_pattern(pattern: str, builder: Callable[[re.Match[str], int], nn.Mo
     _PATTERNS.append((re.compile(pattern), builder))
 
 
+# Names people know torchvision's networks by; each stands for the variant built here.
+ALIASES = {"vgg16": "vgg16_bn", "efficientnet_v2": "efficientnet_v2_s"}
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
 def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
 def create_model(name: str, num_classes: int) -> nn.Module:
-    """Build architecture ``name`` for one-channel input with ``num_classes`` outputs."""
+    """Build architecture ``name`` (or an alias of one) for one-channel input with ``num_classes`` outputs."""
+    name = canonical_name(name)
     if name in _BUILDERS:
         return _BUILDERS[name](num_classes)
     for pattern, builder in _PATTERNS:

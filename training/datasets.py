@@ -36,7 +36,10 @@ def targets_for(source: Source, scheme: str, label_map: dict[str, str], vote_rul
             raise DataError(f"scheme {scheme} needs FER+ votes: pass --ferplus PATH with {source.name}")
         rule = schemes.VOTE_RULES[vote_rule] if scheme == "ferplus" else schemes.engagement_targets
         return rule(source.votes)
-    mapping = np.array(schemes.from_names(source.class_names, scheme, label_map) + [-1])
+    try:
+        mapping = np.array(schemes.from_names(source.class_names, scheme, label_map) + [-1])
+    except ValueError as err:
+        raise DataError(f"{source.name}: {err}") from None
     return schemes.hard_targets(mapping[source.labels])  # -1 indexes the appended -1
 
 

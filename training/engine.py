@@ -73,11 +73,22 @@ def sharpness_aware_grads(model: nn.Module, forward_loss, rho: float) -> None:
             p.sub_(step)
 
 
+class TrainingDiverged(ArithmeticError):
+    """The loss stopped being a finite number: the learning rate is too high for this network and data."""
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Training steps an epoch of ``n`` faces takes: whole batches only, but the ragged one when it is all there
+    is (BatchNorm needs two faces a batch)."""
+    return n // batch_size or (1 if n >= 2 else 0)
+
+
 def batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int = 0, world: int = 1):
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order[rank::world]
-    stop = len(order) - len(order) % batch_size if shuffle else len(order)  # drop the ragged last batch
-    for start in range(0, max(stop, 0), batch_size):
+    # training drops the ragged last batch (a step on a few faces is a noisy one), unless it is the only one
+    stop = steps_per_epoch(len(order), batch_size) * batch_size if shuffle else len(order)
+    for start in range(0, stop, batch_size):
         yield order[start:start + batch_size]
 
 
@@ -91,7 +102,7 @@ def train_one_epoch(
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
     steps = list(batches(len(data), batch_size, True, generator, rank, world))
     bar = tqdm(steps, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1.0, dynamic_ncols=True)
-    for index in bar:
+    for step, index in enumerate(bar, start=1):
         reframed = data.reframed[index] if data.reframed is not None else None
         faces = pick_faces(data.images[index], reframed, augment_cfg.reframe, generator)
         x = augment(normalize(relight(faces, augment_cfg, generator), mean, std), augment_cfg, generator)
@@ -108,6 +119,8 @@ def train_one_epoch(
             return logits, soft_cross_entropy(logits.float(), target, loss_cfg)
 
         logits, loss = forward_loss()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"epoch {epoch}, step {step}: the loss is {float(loss.detach())}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if loss_cfg.sam:

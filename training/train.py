@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_emotion.models import create_model
+from fer_emotion.models.registry import canonical_name
 from fer_emotion.training import labels as schemes
 from fer_emotion.training.augment import AugmentConfig
 from fer_emotion.training.checkpoint import (
@@ -27,7 +28,7 @@ from fer_emotion.training.distill import check_settings, distilled_targets
 from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
-from fer_emotion.training.engine import LossConfig, evaluate, train_one_epoch
+from fer_emotion.training.engine import LossConfig, TrainingDiverged, evaluate, steps_per_epoch, train_one_epoch
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx")
@@ -94,7 +95,8 @@ class TrainConfig:
         values["init"] = str(args.init) if args.init else None
         values["teacher"] = tuple(str(p) for p in args.teacher)
         values["out"] = str(args.out)
-        values["label_map"] = dict(item.split("=", 1) for item in args.label_map)
+        values["label_map"] = dict(item.split("=", 1) for item in args.label_map if "=" in item)
+        values["arch"] = canonical_name(args.arch)
         values["threads"] = args.threads if args.threads is not None else 0
         values["device"] = args.device or "auto"
         return cls(**values)
@@ -355,8 +357,9 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         train.soft = None
     elif cfg.soft_floor and train.soft is not None:  # hard-label sources have no distribution to floor
         train.soft = floored(train.soft, cfg.soft_floor)
-    if len(train) == 0 or len(val) == 0:
-        raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; both are needed")
+    if len(train) < 2 * dist_info.world or len(val) == 0:
+        raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; at least 2 "
+                         "training faces (per process) and 1 validation face are needed")
     if cfg.teacher:
         base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
         try:
@@ -377,7 +380,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         except CheckpointError as err:
             raise SystemExit(f"fer-train: {err}") from None
     model = model.to(device, memory_format=torch.channels_last)
-    total_steps = max(1, len(train) // dist_info.world // cfg.batch_size * cfg.epochs)
+    total_steps = max(1, steps_per_epoch(len(train) // dist_info.world, cfg.batch_size) * cfg.epochs)
     optimizer, scheduler = build_optimizer(cfg, model, total_steps)
     if cfg.ema and not cfg.init and resume_state is None and dist_info.is_main:
         warn_short_ema(cfg.ema, total_steps)
@@ -409,10 +412,14 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     plateau = cfg.schedule == "plateau"
     per_step = None if plateau else scheduler
     for epoch in range(start_epoch, last_epoch + 1):
-        stats = train_one_epoch(
-            trained, train, optimizer, per_step, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
-            augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank, amp=cfg.amp,
-            world=dist_info.world, device=device, progress=progress and dist_info.is_main)
+        try:
+            stats = train_one_epoch(
+                trained, train, optimizer, per_step, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
+                augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank,
+                amp=cfg.amp, world=dist_info.world, device=device, progress=progress and dist_info.is_main)
+        except TrainingDiverged as err:  # nothing more is written: best.pt and model.onnx stay what they were
+            raise SystemExit(f"fer-train: training diverged ({err}); --lr {cfg.lr:g} is too high for {cfg.arch} "
+                             f"here: try --lr {cfg.lr / 5:g}") from None
         stats["train_loss"] = all_reduce_mean(stats["train_loss"], dist_info)
         stats["train_acc"] = all_reduce_mean(stats["train_acc"], dist_info)
         lr = optimizer.param_groups[0]["lr"]  # this epoch's, before a plateau cut
@@ -475,6 +482,26 @@ def finish_run(out: Path, val_name: str = "val") -> None:
     log.info("wrote %s and %s", out / "curves.png", out / "model.onnx")
 
 
+def check_before_loading(args: argparse.Namespace) -> None:
+    """The mistakes that need no data to find, said before minutes of loading: architecture, label map, paths."""
+    classes = schemes.SCHEMES[args.labels]
+    try:
+        create_model(args.arch, len(classes))
+    except KeyError as err:
+        raise SystemExit(f"fer-train train: {err.args[0]}") from None
+    known = {schemes.canonical(c) for c in classes}
+    for item in args.label_map:
+        name, _, label = item.partition("=")
+        if not name or not label:
+            raise SystemExit(f"fer-train train: --label-map {item!r}: write it as NAME=LABEL, e.g. happiness=happy")
+        if schemes.canonical(label) not in known:
+            raise SystemExit(f"fer-train train: --label-map {item!r}: {label!r} is not a label of scheme "
+                             f"{args.labels} ({', '.join(classes)})")
+    for path in [*args.data, *([args.ferplus] if args.ferplus else []), *([args.init] if args.init else [])]:
+        if not Path(path).exists():
+            raise SystemExit(f"fer-train train: {path}: no such file or folder")
+
+
 def resume_state(run: Path) -> dict:
     """The checkpoint ``--resume RUN`` continues from, or a one-line error that says why there is none."""
     if not run.is_dir():
@@ -504,6 +531,7 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
         return 0
     if not args.data or not args.out:
         raise SystemExit("fer-train train: --data and --out are required (or --resume RUN_DIR)")
+    check_before_loading(args)
     cfg = TrainConfig.from_args(args)
     if cfg.teacher:
         try:

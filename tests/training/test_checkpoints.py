@@ -89,8 +89,9 @@ def test_ctrl_c_says_how_to_resume(synthetic, tmp_path, monkeypatch, capsys):
 
 
 def test_a_run_that_failed_before_its_first_epoch_does_not_block_a_rerun(synthetic, tmp_path, capsys):
-    run = tmp_path / "run"
-    assert cli.main(train_args({"csv": tmp_path / "missing.csv"}, run)) == 1
+    run, picture = tmp_path / "run", tmp_path / "face.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert cli.main(train_args({"csv": picture}, run)) == 1  # found out while reading, after config.json
     assert (run / "config.json").exists()
     assert cli.main(train_args(synthetic, run, "--epochs", "1")) == 0
     assert epochs_in(run) == [1]
@@ -137,3 +138,51 @@ def test_export_and_eval_take_a_run_folder_and_export_makes_its_folder(synthetic
     capsys.readouterr()
     assert cli.main(["eval", "--model", str(run), "--data", str(synthetic["csv"])]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_a_training_split_smaller_than_a_batch_still_takes_a_step(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--epochs", "1", "--batch-size", "128")) == 0  # 42 training faces
+    (row,) = __import__("fer_emotion.training.train", fromlist=["read_metrics"]).read_metrics(run / "metrics.csv")
+    assert float(row["train_loss"]) > 0 and (run / "model.onnx").is_file()
+
+
+def test_a_loss_that_stops_being_finite_stops_the_run_and_names_a_smaller_rate(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    engine = __import__("fer_emotion.training.engine", fromlist=["soft_cross_entropy"])
+    loss, calls = engine.soft_cross_entropy, []
+
+    def exploding_in_epoch_2(*args):
+        calls.append(None)
+        value = loss(*args)
+        return value * float("nan") if len(calls) > 6 else value  # 5 steps an epoch at batch 8
+
+    monkeypatch.setattr(engine, "soft_cross_entropy", exploding_in_epoch_2)
+    with pytest.raises(SystemExit, match=r"diverged \(epoch 2, step 2: the loss is nan\); --lr 0.05 is too high "
+                                         r"for fernet here: try --lr 0.01"):
+        cli.main(train_args(synthetic, run, "--epochs", "3"))
+    assert load_checkpoint(run / "best.pt")["epoch"] == 1 and not (run / "model.onnx").exists()
+
+
+def test_mistakes_that_need_no_data_are_said_before_it_loads(synthetic, tmp_path, monkeypatch):
+    from fer_emotion.training import train as training
+
+    monkeypatch.setattr(training, "read_sources", lambda *a, **k: pytest.fail("the data was read"))
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit, match="unknown architecture 'vgg61'"):
+        cli.main(train_args(synthetic, out, "--arch", "vgg61"))
+    with pytest.raises(SystemExit, match="write it as NAME=LABEL"):
+        cli.main(train_args(synthetic, out, "--label-map", "happiness"))
+    with pytest.raises(SystemExit, match="'ecstatic' is not a label of scheme fer2013"):
+        cli.main(train_args(synthetic, out, "--label-map", "happiness=ecstatic"))
+    with pytest.raises(SystemExit, match="missing.csv: no such file"):
+        cli.main(train_args({"csv": tmp_path / "missing.csv"}, out))
+
+
+def test_vgg16_is_an_alias_of_vgg16_bn(synthetic, tmp_path):
+    from fer_emotion.models import create_model
+
+    assert type(create_model("vgg16", 7)) is type(create_model("vgg16_bn", 7))
+    run = tmp_path / "run"
+    assert cli.main(train_args(synthetic, run, "--arch", "vgg16", "--epochs", "1")) == 0
+    assert load_checkpoint(run / "best.pt")["config"]["arch"] == "vgg16_bn"
