@@ -234,6 +234,7 @@ def fernet_wide(num_classes: int) -> nn.Module:
 
 @register("vgg_small")
 def vgg_small(num_classes: int) -> nn.Module:
+    """Four VGG-style stages of two 3x3 layers each (16 to 128 channels), global pooling, linear."""
     return staged_net(((16, 16), (32, 32), (64, 64), (128, 128)), num_classes)
 
 

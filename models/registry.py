@@ -52,3 +52,18 @@ def create_model(name: str, num_classes: int) -> nn.Module:
             return builder(match, num_classes)
     known = ", ".join(list_models())
     raise KeyError(f"unknown architecture {name!r}; known: {known}, or a resblock name like B16_N8_FC2_K5_AP20")
+
+
+def describe(name: str, num_classes: int = 7, width: int = 80) -> tuple[int, str]:
+    """Parameters (for ``num_classes`` outputs) and the start of the builder's description, at most ``width``
+    characters (a family's member: its name spelled out)."""
+    model = create_model(name, num_classes)
+    params = sum(p.numel() for p in model.parameters())
+    builder = _BUILDERS.get(canonical_name(name))
+    if builder is None:
+        match = next(m for m in (pattern.fullmatch(name) for pattern, _ in _PATTERNS) if m)
+        channels, blocks, fcs, kernel, pooled = match.groups()
+        return params, (f"{blocks} residual blocks of {channels} channels, {kernel}x{kernel} kernels, pooled to "
+                        f"{pooled}x{pooled}, {fcs} fully connected")
+    text = " ".join((builder.__doc__ or "").split()).split(". ")[0].rstrip(".")
+    return params, text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " ..."

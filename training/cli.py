@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     level = logging.INFO if launched_rank() == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for chatty in ("onnxscript", "onnx_ir", "onnxruntime.quantization"):  # each export's pass-by-pass notes
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         return run_command(args, argv)
     except KeyboardInterrupt:
@@ -138,8 +140,14 @@ def run_command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "models":
         from fer_emotion.models import list_models
         from fer_emotion.models.cnn import RESBLOCK_GRID
+        from fer_emotion.models.registry import ALIASES, describe
 
-        print("\n".join(list_models() + RESBLOCK_GRID))
+        aliases = {target: name for name, target in ALIASES.items()}
+        print(f"{'architecture':20s} {'parameters':>11s}  what it is (parameters for 7 classes)")
+        for name in list_models() + RESBLOCK_GRID:
+            params, text = describe(name)
+            also = f" [--arch {aliases[name]} too]" if name in aliases else ""
+            print(f"{name:20s} {params:11,d}  {text}{also}")
         return 0
     return 2
 

@@ -31,7 +31,8 @@ from fer_emotion.training.distributed import (
 from fer_emotion.training.engine import LossConfig, TrainingDiverged, evaluate, steps_per_epoch, train_one_epoch
 
 log = logging.getLogger(__name__)
-RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "model.onnx")
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "report.json", "confusion.png",
+             "model.onnx")
 PROGRESS_FILES = ("last.pt", "model.onnx")  # a folder without them holds no epoch to resume or model to keep
 LEFTOVER_PATTERNS = ("last.pt*.tmp", "best.pt*.tmp", "*.onnx.tmp")  # half-written files of a killed run
 
@@ -455,7 +456,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                  stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
         barrier(dist_info)
     if dist_info.is_main and last_epoch == cfg.epochs:
-        finish_run(out, f"val ({cfg.vote_rule})" if rule_vals else "val")
+        finish_run(out, f"val ({cfg.vote_rule})" if rule_vals else "val", val)
     return out
 
 
@@ -472,14 +473,33 @@ def truncate_metrics(path: Path, epoch: int) -> None:
             writer.writerows(kept)
 
 
-def finish_run(out: Path, val_name: str = "val") -> None:
-    """Curves and the ONNX model of the best epoch."""
+def finish_run(out: Path, val_name: str = "val", val: SplitData | None = None) -> None:
+    """Curves, the best epoch's report on the validation faces (report.json, confusion.png) and its ONNX model."""
     from fer_emotion.training.export import export_checkpoint
     from fer_emotion.training.plots import plot_curves
 
     plot_curves(out / "metrics.csv", out / "curves.png", val_name)
+    if val is not None:
+        write_report(out, val, val_name)
     export_checkpoint(out / "best.pt", out / "model.onnx")
-    log.info("wrote %s and %s", out / "curves.png", out / "model.onnx")
+    log.info("wrote %s, report.json, confusion.png and %s", out / "curves.png", out / "model.onnx")
+
+
+def write_report(out: Path, val: SplitData, val_name: str) -> None:
+    """Per-class precision, recall and F1 of best.pt on the faces that picked it, and their confusion matrix."""
+    import numpy as np
+
+    from fer_emotion.training.evaluate import checkpoint_probabilities
+    from fer_emotion.training.metrics import confusion_matrix, report
+    from fer_emotion.training.plots import plot_confusion
+
+    probs, names, _ = checkpoint_probabilities(out / "best.pt", val.images.numpy(), False)
+    result = report(confusion_matrix(val.labels.numpy(), probs.argmax(1), len(names)), names)
+    epoch = load_checkpoint(out / "best.pt")["epoch"]
+    result.update(checkpoint="best.pt", epoch=epoch, split=val_name)
+    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    title = f"{out.name}, best epoch {epoch}, on {val_name} (accuracy {result['accuracy']:.1%})"
+    plot_confusion(np.array(result["confusion_matrix"]), names, out / "confusion.png", title)
 
 
 def check_before_loading(args: argparse.Namespace) -> None:

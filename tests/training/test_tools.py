@@ -1,6 +1,8 @@
+import pytest
 from PIL import Image
 
 from fer_emotion.training import cli
+from fer_emotion.training.labels import FER2013
 
 
 def test_knn_baseline_reports_accuracy(synthetic, capsys):
@@ -30,11 +32,12 @@ def test_viz_writes_filters_and_feature_maps(synthetic, tmp_path, astronaut):
         assert Image.open(run / name).size[0] > 300
 
 
-def test_models_lists_the_registry_and_the_grid(capsys):
+def test_models_lists_the_registry_and_the_grid_with_parameter_counts(capsys):
     assert cli.main(["models"]) == 0
-    names = capsys.readouterr().out.split()
-    assert {"fernet", "cnn", "resnet9", "resnet18", "vgg16_bn", "efficientnet_v2_s"} <= set(names)
-    assert sum(name.startswith("B") for name in names) == 12
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"fernet", "cnn", "resnet9", "resnet18", "vgg16_bn", "efficientnet_v2_s"} <= set(rows)
+    assert sum(name.startswith("B") for name in rows) == 12
+    assert rows["fernet"] == "588,599" and rows["fernet_deep3"] == "1,178,935"
 
 
 def drawn_curves(metrics, out, val_name, monkeypatch):
@@ -80,3 +83,29 @@ def test_a_column_new_after_a_resume_joins_the_metrics_and_is_drawn_where_it_has
     drawn = drawn_curves(metrics, tmp_path / "curves.png", "val", monkeypatch)
     assert drawn[("Accuracy", "val")] == ([1, 2, 3], [0.38, 0.52, 0.55])
     assert drawn[("Accuracy", "val (majority)")] == ([2, 3], [0.57, 0.6])
+
+
+def test_curves_mark_the_best_epoch_and_draw_the_learning_rate_on_whole_epochs(tmp_path, monkeypatch):
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("epoch,lr,train_loss,train_acc,val_loss,val_acc\n1,0.05,1.5,0.40,1.6,0.38\n"
+                       "2,0.02,1.2,0.55,1.3,0.52\n3,0.001,1.1,0.60,1.35,0.50\n")
+    drawn = drawn_curves(metrics, tmp_path / "curves.png", "val", monkeypatch)
+    assert drawn[("Accuracy", "best: epoch 2, 0.5200")] == ([2], [0.52])
+    (rates,) = [points for (title, _), points in drawn.items() if title.startswith("Learning rate")]
+    assert rates == ([1, 2, 3], [0.05, 0.02, 0.001])
+
+
+def test_a_finished_run_reports_its_best_epoch_per_class(synthetic, tmp_path):
+    import json
+
+    from fer_emotion.training.train import read_metrics
+
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "3", "--batch-size", "8",
+                     "--no-progress", "--threads", "1"]) == 0
+    rows = read_metrics(run / "metrics.csv")
+    best = max(rows, key=lambda r: float(r["val_acc"]))  # the first of equals, as best.pt keeps it
+    report = json.loads((run / "report.json").read_text())
+    assert report["epoch"] == int(best["epoch"]) and report["accuracy"] == pytest.approx(float(best["val_acc"]), abs=1e-5)
+    assert set(report["per_class"]) == set(FER2013) and sum(map(sum, report["confusion_matrix"])) == report["count"]
+    assert Image.open(run / "confusion.png").size[0] > 300
