@@ -12,6 +12,12 @@ def test_knn_baseline_reports_accuracy(synthetic, capsys):
     assert accuracy > 0.9  # the synthetic classes are bars at distinct heights: nearest neighbours get them
 
 
+def test_knn_compares_both_metrics_in_one_call(synthetic, capsys):
+    assert cli.main(["knn", "--data", str(synthetic["csv"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("metric=")[1].split(":")[0] for line in lines] == ["cosine", "euclidean"]
+
+
 def test_sweep_trains_each_arch_and_writes_tables(synthetic, tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--data", str(synthetic["csv"]), "--out", str(out), "--epochs", "1", "--batch-size", "8",
@@ -20,6 +26,23 @@ def test_sweep_trains_each_arch_and_writes_tables(synthetic, tmp_path, capsys):
     table = (out / "sweep.md").read_text().splitlines()
     assert len(table) == 4 and {row.split("|")[1].strip() for row in table[2:]} == {"B16_N4_FC1_K3_AP20", "fernet"}
     assert (out / "sweep.csv").read_text().startswith("arch,accuracy,precision,recall,f1,params,epoch_s")
+
+
+def test_sweep_trains_every_combination_of_a_grid(synthetic, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--data", str(synthetic["csv"]), "--out", str(out), "--epochs", "1", "--no-progress",
+            "--threads", "1", "--archs", "fernet", "--grid", "lr=0.01,0.05", "--grid", "optimizer=sgd,adamw",
+            "--grid", "batch_size=8", "--grid", "weight_decay=1e-3"]
+    assert cli.main(args) == 0
+    table = (out / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| arch | lr | optimizer | accuracy")
+    combinations = {tuple(cell.strip() for cell in row.split("|")[1:4]) for row in table[2:]}
+    assert combinations == {("fernet", lr, opt) for lr in ("0.01", "0.05") for opt in ("sgd", "adamw")}
+    run = out / "arch=fernet,lr=0.01,optimizer=adamw"
+    config = __import__("json").loads((run / "config.json").read_text())
+    assert (config["lr"], config["optimizer"], config["batch_size"], config["weight_decay"]) == (0.01, "adamw", 8, 1e-3)
+    with pytest.raises(SystemExit, match="write OPTION=V1,V2"):
+        cli.main(args[:-8] + ["--grid", "learning_rate=0.1"])
 
 
 def test_viz_writes_filters_and_feature_maps(synthetic, tmp_path, astronaut):
