@@ -93,6 +93,15 @@ def _concat(chunks, num_classes: int) -> SplitData:
     )
 
 
+def subset(split: SplitData, count: int, generator: torch.Generator) -> SplitData:
+    """At most ``count`` faces of ``split``, drawn by ``generator`` (all of them, in order, when it has fewer)."""
+    if len(split) <= count:
+        return split
+    keep = torch.randperm(len(split), generator=generator)[:count].sort().values
+    pick = lambda tensor: None if tensor is None else tensor[keep]  # noqa: E731
+    return SplitData(split.images[keep], split.labels[keep], pick(split.soft), pick(split.reframed))
+
+
 def floored(soft: torch.Tensor, floor: float) -> torch.Tensor:
     """Soft targets with probabilities below ``floor`` set to zero and each row renormalised; a row with
     nothing at or above ``floor`` (votes spread evenly) is kept as it was."""

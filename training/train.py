@@ -18,12 +18,15 @@ from torch import nn
 
 from fer_emotion.models import create_model
 from fer_emotion.models.registry import canonical_name
+from fer_emotion.models.weights import INIT_SCHEMES, PretrainedError, imagenet_file, initialise, load_imagenet
 from fer_emotion.training import labels as schemes
 from fer_emotion.training.augment import AugmentConfig
 from fer_emotion.training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
-from fer_emotion.training.datasets import SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources
+from fer_emotion.training.datasets import (
+    SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources, subset,
+)
 from fer_emotion.training.distill import check_settings, distilled_targets
 from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
@@ -87,6 +90,9 @@ class TrainConfig:
     contrast: float = 0.0  # random contrast: each face's spread about its mean times a factor in 1 +- contrast
     plateau_patience: int = 5  # schedule plateau: epochs without better validation accuracy before each cut
     plateau_factor: float = 0.5  # schedule plateau: what each cut multiplies the learning rate by
+    init_weights: str = "default"  # xavier or kaiming: the first weights drawn by that scheme
+    pretrained: str | None = None  # torchvision ImageNet weights: "hub" (torch's cache) or a file
+    limit: int = 0  # at most this many training (and validation) faces, drawn with the seed; 0: all
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -98,6 +104,8 @@ class TrainConfig:
         values["out"] = str(args.out)
         values["label_map"] = dict(item.split("=", 1) for item in args.label_map if "=" in item)
         values["arch"] = canonical_name(args.arch)
+        if getattr(args, "smoke", False):
+            values["limit"], values["epochs"] = values["limit"] or 256, 1
         values["threads"] = args.threads if args.threads is not None else 0
         values["device"] = args.device or "auto"
         return cls(**values)
@@ -138,6 +146,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="eyes: turn every face so its eyes are level (MTCNN's landmarks); the exported model "
                            "asks the app to turn each face's crop the same way")
     model.add_argument("--arch", default="fernet", help="architecture name (see `fer-train models`)")
+    model.add_argument("--init-weights", choices=INIT_SCHEMES, default="default",
+                       help="how the first weights are drawn: PyTorch's default, xavier (Glorot uniform) or kaiming "
+                            "(He normal)")
+    model.add_argument("--pretrained", nargs="?", const="hub", metavar="PATH",
+                       help="resnet18, vgg16_bn, efficientnet_v2_s: start from torchvision's ImageNet weights, read "
+                            "from PATH or, without one, from torch's cache (torch.hub.get_dir()/checkpoints); never "
+                            "downloaded")
     model.add_argument("--init", type=Path, metavar="RUN_OR_CHECKPOINT",
                        help="start from these weights: a run folder (its best.pt), a fer-train checkpoint "
                             "of the same classes, or a state dict")
@@ -206,6 +221,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--device", help="auto, cpu or cuda (default auto; with --resume, the run's own unless given)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder's files")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (for logs)")
+    run.add_argument("--limit", type=int, default=0, metavar="N",
+                     help="train on at most N training faces and score on at most N validation faces (drawn with "
+                          "--seed): a quick look at a setting")
+    run.add_argument("--smoke", action="store_true",
+                     help="a run of a few batches to see that everything works: --limit 256 --epochs 1")
     run.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
                      help="stop after this epoch (continue later with --resume)")
 
@@ -345,6 +365,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         rule_vals.update({rule: split_sources(sources, cfg.labels, cfg.label_map, vote_rule=rule)["val"]
                           for rule in schemes.VOTE_RULES if rule != "plurality"})
     val = rule_vals.pop(cfg.vote_rule)
+    if cfg.limit:
+        picked = torch.Generator().manual_seed(cfg.seed)
+        train, val = subset(train, cfg.limit, picked), subset(val, cfg.limit, picked)
+        rule_vals = {rule: subset(other, cfg.limit, torch.Generator().manual_seed(cfg.seed)) for rule, other in rule_vals.items()}
     framed_val = None
     if cfg.reframe:  # from the faces as loaded: a levelled model's crops are turned by the detector's roll
         level = cfg.align == "eyes"
@@ -375,6 +399,12 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         log.info("train %d faces (%s); val %d%s; test %d", len(train), counts, len(val), rules, len(splits["test"]))
 
     model = create_model(cfg.arch, len(class_names))
+    initialise(model, cfg.init_weights)
+    if cfg.pretrained and not cfg.init and resume_state is None:
+        try:
+            load_imagenet(model, cfg.arch, None if cfg.pretrained == "hub" else Path(cfg.pretrained))
+        except PretrainedError as err:
+            raise SystemExit(f"fer-train: {err}") from None
     if cfg.init and resume_state is None:  # a resumed run has its own weights; its --init source may be gone
         try:
             load_model_state(model, initial_weights(Path(cfg.init), class_names), cfg.arch, Path(cfg.init))
@@ -509,6 +539,11 @@ def check_before_loading(args: argparse.Namespace) -> None:
         create_model(args.arch, len(classes))
     except KeyError as err:
         raise SystemExit(f"fer-train train: {err.args[0]}") from None
+    if args.pretrained:
+        try:
+            imagenet_file(canonical_name(args.arch))
+        except PretrainedError as err:
+            raise SystemExit(f"fer-train train: {err}") from None
     known = {schemes.canonical(c) for c in classes}
     for item in args.label_map:
         name, _, label = item.partition("=")
