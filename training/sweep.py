@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fer_emotion.models import create_model
 from fer_emotion.models.cnn import RESBLOCK_GRID
+from fer_emotion.models.registry import default_lr
 from fer_emotion.training.train import TrainConfig, prepare_run_dir, read_metrics, run_training
 
 
@@ -79,7 +80,8 @@ def main(args: argparse.Namespace) -> int:
     for values in itertools.product(*axes.values()):
         settings = dict(zip(axes, values))
         run = out / ",".join(f"{name}={settings[name]}" for name in varied) if varied != ["arch"] else out / settings["arch"]
-        cfg = dataclasses.replace(base, **settings, out=str(run))
+        own_rate = {} if args.lr is not None or "lr" in settings else {"lr": default_lr(settings["arch"])}
+        cfg = dataclasses.replace(base, **own_rate, **settings, out=str(run))
         prepare_run_dir(run, args.overwrite)
         (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         run_training(cfg, None, progress=args.progress)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_emotion.models import create_model
-from fer_emotion.models.registry import canonical_name
+from fer_emotion.models.registry import canonical_name, default_lr
 from fer_emotion.models.weights import INIT_SCHEMES, PretrainedError, imagenet_file, initialise, load_imagenet
 from fer_emotion.training import labels as schemes
 from fer_emotion.training.augment import AugmentConfig
@@ -104,6 +104,7 @@ class TrainConfig:
         values["out"] = str(args.out)
         values["label_map"] = dict(item.split("=", 1) for item in args.label_map if "=" in item)
         values["arch"] = canonical_name(args.arch)
+        values["lr"] = args.lr if args.lr is not None else default_lr(values["arch"])
         if getattr(args, "smoke", False):
             values["limit"], values["epochs"] = values["limit"] or 256, 1
         values["threads"] = args.threads if args.threads is not None else 0
@@ -159,7 +160,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--epochs", type=int, default=30, help="passes over the training split")
     optim.add_argument("--batch-size", type=int, default=128, help="faces per step (per process under torchrun)")
     optim.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd", help="SGD uses Nesterov momentum")
-    optim.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    optim.add_argument("--lr", type=float, help="peak learning rate (default: 0.05; 0.01 for the B* resblock grid, "
+                                                "whose deep unpooled stacks diverge at 0.05)")
     optim.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     optim.add_argument("--weight-decay", type=float, default=5e-4, help="on weights, not on biases or norms")
     optim.add_argument("--schedule", choices=("onecycle", "cosine", "plateau", "none"), default="onecycle",

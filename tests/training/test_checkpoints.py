@@ -186,3 +186,13 @@ def test_vgg16_is_an_alias_of_vgg16_bn(synthetic, tmp_path):
     run = tmp_path / "run"
     assert cli.main(train_args(synthetic, run, "--arch", "vgg16", "--epochs", "1")) == 0
     assert load_checkpoint(run / "best.pt")["config"]["arch"] == "vgg16_bn"
+
+
+def test_the_learning_rate_defaults_to_what_the_architecture_can_take(synthetic, tmp_path):
+    for arch, expected in (("fernet", 0.05), ("B16_N4_FC1_K3_AP20", 0.01)):
+        run = tmp_path / arch
+        assert cli.main(train_args(synthetic, run, "--arch", arch, "--epochs", "1")) == 0
+        assert load_checkpoint(run / "best.pt")["config"]["lr"] == expected
+    run = tmp_path / "given"
+    assert cli.main(train_args(synthetic, run, "--arch", "B16_N4_FC1_K3_AP20", "--epochs", "1", "--lr", "0.002")) == 0
+    assert load_checkpoint(run / "best.pt")["config"]["lr"] == 0.002
