@@ -132,3 +132,26 @@ def test_a_finished_run_reports_its_best_epoch_per_class(synthetic, tmp_path):
     assert report["epoch"] == int(best["epoch"]) and report["accuracy"] == pytest.approx(float(best["val_acc"]), abs=1e-5)
     assert set(report["per_class"]) == set(FER2013) and sum(map(sum, report["confusion_matrix"])) == report["count"]
     assert Image.open(run / "confusion.png").size[0] > 300
+
+
+def test_train_help_groups_its_options_gives_examples_and_no_empty_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for group in ("recipe", "data:", "model:", "optimisation:", "augmentation:", "run:", "research"):
+        assert f"\n{group}" in text, group
+    assert "examples:\n  fer-train train --recipe fer2013" in text
+    flat = " ".join(text.split())  # help lines wrap anywhere
+    assert not any(empty in flat for empty in ("(default: True)", "(default: False)", "(default: None)", "(default: [])"))
+    assert "faces per step (per process under torchrun) (default: 128)" in flat  # a default that says something
+
+
+def test_export_logs_what_it_wrote_not_each_graph_pass(synthetic, tmp_path, caplog):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "1", "--batch-size", "8",
+                     "--no-progress", "--threads", "1"]) == 0
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert cli.main(["export", str(run), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 0
+    chatty = [r.getMessage() for r in caplog.records if r.name.startswith(("onnxscript", "onnx_ir", "onnxruntime"))]
+    assert chatty == [] and any("exported" in r.getMessage() for r in caplog.records)
