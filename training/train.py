@@ -554,7 +554,7 @@ def check_before_loading(args: argparse.Namespace) -> None:
         if schemes.canonical(label) not in known:
             raise SystemExit(f"fer-train train: --label-map {item!r}: {label!r} is not a label of scheme "
                              f"{args.labels} ({', '.join(classes)})")
-    for path in [*args.data, *([args.ferplus] if args.ferplus else []), *([args.init] if args.init else [])]:
+    for path in [*args.data, *([args.ferplus] if args.ferplus else [])]:  # --init: checked with its best.pt
         if not Path(path).exists():
             raise SystemExit(f"fer-train train: {path}: no such file or folder")
 

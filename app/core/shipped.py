@@ -15,6 +15,7 @@ TITLES = {
     "engagement.onnx": "Engagement: angry, bored, focused, neutral",
     "fer2013_level.onnx": "Emotions, 7 classes, for tilted heads (FER2013, eyes levelled)",
     "fer2013_light.onnx": "Emotions, 7 classes, for dim or uneven light (FER2013, relit in training)",
+    "fer2013_ensemble.onnx": "Emotions, 7 classes, most accurate (FER2013, several models averaged; slower)",
 }
 
 
