@@ -221,11 +221,20 @@ def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bo
     metrics = {"val_acc": round(validation_accuracy(out, data, info.extra.get("scheme") or "fer2013"), 4)}
     proto = onnx.load(str(out))
     helper.set_model_props(proto, replace(info, metrics=metrics).to_props())
+    save_atomically(proto, out)
+    return metrics
+
+
+def save_atomically(proto: onnx.ModelProto, out: Path) -> None:
+    """Write ``proto`` to ``out`` so that a crash leaves the old file or the new one, readable by all."""
     handle, temporary = tempfile.mkstemp(dir=out.parent, suffix=".onnx.tmp")
     os.close(handle)
-    onnx.save(proto, temporary)
-    os.replace(temporary, out)
-    return metrics
+    try:
+        onnx.save(proto, temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, out)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def validation_accuracy(path: Path, data: list[Path], scheme: str) -> float:

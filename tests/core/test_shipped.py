@@ -1,5 +1,7 @@
 """Every model in assets/models loads as the app loads it, with its card, its emoji and a menu title."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,21 @@ def test_shipped_model_runs_its_first_layer_in_float(path):
     model = onnx.load(path)
     assert weight_types(model)[0] == onnx.TensorProto.FLOAT
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)  # the rest is still int8
+
+
+ENSEMBLES = [p for p in MODELS if "members" in EmotionClassifier(p, device="cpu").info.extra]
+
+
+@pytest.mark.parametrize("path", ENSEMBLES, ids=[p.stem for p in ENSEMBLES])
+def test_a_shipped_ensemble_averages_the_shipped_members_it_names(path, astronaut):
+    import json
+
+    from fer_emotion.app.core.shipped import models_folder
+
+    ensemble = EmotionClassifier(path, device="cpu")
+    members = [EmotionClassifier(models_folder() / Path(m["file"]).name, device="cpu")
+               for m in json.loads(ensemble.info.extra["members"])]
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    crops = crop_faces(astronaut, [(x0 + d, y0 + d, x1 + d, y1 + d) for d in (-8, 0, 8)], 48, 0.0)
+    expected = np.mean([member(crops) for member in members], axis=0)
+    np.testing.assert_allclose(ensemble(crops), expected, atol=1e-4)

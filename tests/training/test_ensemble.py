@@ -75,3 +75,11 @@ def test_an_ensemble_of_runs_is_scored_and_evaluated_like_a_model(synthetic, tmp
     assert cli.main(["eval", "--model", str(out), "--data", str(synthetic["csv"])]) == 0
     report = capsys.readouterr().out
     assert f"accuracy {stored.metrics['val_acc']:.4f}" in report
+
+
+def test_the_written_ensemble_is_readable_by_everyone(members, tmp_path, synthetic):
+    import stat
+
+    out = tmp_path / "ensemble.onnx"
+    assert cli.main(["export", "--ensemble", *map(str, members), "--data", str(synthetic["csv"]), "--out", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
