@@ -133,8 +133,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--labels", choices=sorted(schemes.SCHEMES), default="fer2013", help="label scheme")
     data.add_argument("--soft", action="store_true", help="ferplus: train on the vote distribution, not the most-voted emotion")
     research.add_argument("--soft-floor", type=float, default=0.0, metavar="P",
-                      help="with --soft: drop target probabilities below P and renormalise (0.15 drops FER+ "
-                           "emotions only one annotator saw)")
+                          help="with --soft: drop target probabilities below P and renormalise (0.15 drops FER+ "
+                               "emotions only one annotator saw)")
     data.add_argument("--label-map", action="append", default=[], metavar="NAME=LABEL",
                       help="map a source's class name onto a scheme label")
     data.add_argument("--vote-rule", choices=sorted(schemes.VOTE_RULES), default="plurality",
@@ -178,15 +178,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     research.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
     research.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
     research.add_argument("--teacher", type=Path, action="append", default=[], metavar="RUN_OR_CHECKPOINT",
-                       help="distil from this trained model of the same classes (a run folder means its best.pt); "
-                            "repeat to average several")
+                          help="distil from this trained model of the same classes (a run folder means its best.pt); "
+                               "repeat to average several")
     research.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
-                       help="share of the teachers' probabilities in each target (with --teacher)")
+                          help="share of the teachers' probabilities in each target (with --teacher)")
     research.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
-                       help="softens the teachers' probabilities as softmax(logits / T)")
+                          help="softens the teachers' probabilities as softmax(logits / T)")
     research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
-                       help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
-                            "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
+                          help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
+                               "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
     research.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
     optim.add_argument("--ema", type=float, default=0.0,
                        help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
@@ -206,9 +206,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                      help="random contrast: each face's spread about its own mean times a factor drawn in 1 +- C "
                           "(0-1; 0: off); applied before --brightness")
     research.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
-                     help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
-                          "an enlarged copy and cut by its crop (computed once, minutes; cached in "
-                          "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
+                          help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
+                               "an enlarged copy and cut by its crop (computed once, minutes; cached in "
+                               "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
     pre.add_argument("--mean", type=float, default=0.5, help="input = (pixel/255 - mean) / std")
     pre.add_argument("--std", type=float, default=0.25, help="see --mean")
     pre.add_argument("--crop-margin", type=float, default=0.0,
@@ -370,7 +370,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     if cfg.limit:
         picked = torch.Generator().manual_seed(cfg.seed)
         train, val = subset(train, cfg.limit, picked), subset(val, cfg.limit, picked)
-        rule_vals = {rule: subset(other, cfg.limit, torch.Generator().manual_seed(cfg.seed)) for rule, other in rule_vals.items()}
+        rule_vals = {rule: subset(other, cfg.limit, torch.Generator().manual_seed(cfg.seed))
+                     for rule, other in rule_vals.items()}
     framed_val = None
     if cfg.reframe:  # from the faces as loaded: a levelled model's crops are turned by the detector's roll
         level = cfg.align == "eyes"
