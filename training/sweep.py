@@ -72,6 +72,8 @@ def parse_value(kind: type, text: str):
 def main(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise SystemExit("fer-train sweep: --data and --out are required")
+    if args.recipe or args.resume:
+        raise SystemExit("fer-train sweep: --recipe and --resume are for fer-train train")
     base = TrainConfig.from_args(args)
     out = Path(base.out)
     axes = grid_axes(args, base)
