@@ -109,8 +109,10 @@ def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: 
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not fuse_int8:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(str(path), options, providers=providers)
-    ort.set_default_logger_severity(3)
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    finally:
+        ort.set_default_logger_severity(3)
     if providers[0] not in session.get_providers():
         warn_once("onnxruntime could not start CUDA (the CUDA and cuDNN libraries its onnxruntime-gpu build needs "
                   "are missing, or do not fit the driver); running on the CPU. See the README's GPU section")
