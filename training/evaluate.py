@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="a checkpoint (.pt), a run folder (its best.pt) or an exported model (.onnx)")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="a checkpoint (.pt), a run folder (its best.pt) or an exported model (.onnx)")
     parser.add_argument("--data", type=Path, action="append", required=True, help="as for train; repeat to merge")
     parser.add_argument("--ferplus", type=Path, help="FER+ vote file aligned with the first --data")
     parser.add_argument("--labels", choices=sorted(schemes.SCHEMES), help="label scheme (default: the model's)")

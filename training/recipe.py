@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 RECIPE_KEYS = {"description", "card", "needs_ferplus", "phase", "export"}
 RUN_ONLY = {"data", "ferplus", "out", "init", "resume", "recipe", "overwrite"}  # not a recipe's to set
 ONE_COMMAND_ONLY = {"stop_after", "overwrite", "resume"}  # typed options that --resume does not repeat
+WHOLE_RUN = {"recipe", "data", "ferplus", "out"}  # typed options that name the run, not a phase's settings
 
 
 class RecipeError(ValueError):
@@ -69,6 +70,7 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
     from fer_emotion.training import train
     from fer_emotion.training.export import export_checkpoint
 
+    explicit = {k: v for k, v in explicit.items() if k not in WHOLE_RUN}
     known = set(vars(args))
     recipe = read_recipe(args.recipe, known)
     if recipe.get("needs_ferplus") and not args.ferplus:

@@ -27,17 +27,9 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                              "with every --archs entry is trained")
 
 
-def evaluate_run(run: Path, cfg: TrainConfig) -> dict:
-    import numpy as np
-
-    from fer_emotion.training.evaluate import checkpoint_probabilities
-    from fer_emotion.training.datasets import load_splits
-    from fer_emotion.training.metrics import confusion_matrix, report
-
-    val = load_splits([Path(p) for p in cfg.data], cfg.labels, Path(cfg.ferplus) if cfg.ferplus else None,
-                      cfg.label_map)["val"]
-    probs, names, _ = checkpoint_probabilities(run / "best.pt", val.images.numpy(), False)
-    return report(confusion_matrix(val.labels.numpy(), np.asarray(probs).argmax(1), len(names)), names)
+def best_epoch_report(run: Path) -> dict:
+    """The report the run wrote of its best epoch on its validation faces (training.train.write_report)."""
+    return json.loads((run / "report.json").read_text())
 
 
 def epoch_seconds(run: Path) -> float:
@@ -81,13 +73,14 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for values in itertools.product(*axes.values()):
         settings = dict(zip(axes, values))
-        run = out / ",".join(f"{name}={settings[name]}" for name in varied) if varied != ["arch"] else out / settings["arch"]
+        named = ",".join(f"{name}={settings[name]}" for name in varied) if varied != ["arch"] else settings["arch"]
+        run = out / named
         own_rate = {} if args.lr is not None or "lr" in settings else {"lr": default_lr(settings["arch"])}
         cfg = dataclasses.replace(base, **own_rate, **settings, out=str(run))
         prepare_run_dir(run, args.overwrite)
         (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
         run_training(cfg, None, progress=args.progress)
-        result = evaluate_run(run, cfg)
+        result = best_epoch_report(run)
         params = sum(p.numel() for p in create_model(cfg.arch, len(result["labels"])).parameters())
         rows.append({**{name: settings[name] for name in varied}, "accuracy": result["accuracy"],
                      "precision": result["macro_precision"], "recall": result["macro_recall"],

@@ -579,7 +579,7 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
     if args.resume and (args.resume / "recipe.json").is_file():
         return resume_recipe(args)
     if args.recipe:
-        return run_recipe(args, {k: v for k, v in (explicit or {}).items() if k not in ("recipe", "data", "ferplus", "out")})
+        return run_recipe(args, explicit or {})
     if args.resume:
         state = resume_state(args.resume)
         # where the rest of the run continues may differ from where it started: threads and device may change
