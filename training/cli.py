@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fer-train: stopped{resume_hint(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`fer-train models | head`): nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        return 141
     except Exception as err:
         if not isinstance(err, user_errors()):
             raise

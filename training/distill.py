@@ -1,8 +1,9 @@
-"""Teachers' soft targets for knowledge distillation, computed once before training.
+"""Teachers for knowledge distillation: their softened probabilities become part of each training target.
 
-Each teacher is a fer-train checkpoint (or a run folder, meaning its ``best.pt``) for the same classes. Its
-class probabilities on every training face (averaged with the mirrored face's) are softened by a temperature
-and averaged over the teachers; training then mixes them into the labels' targets.
+A teacher is a fer-train checkpoint (a run folder means its ``best.pt``) or an ONNX model file the app loads,
+an ensemble made by ``fer-train export --ensemble`` too, for the run's classes. By default each teacher scores
+every clean training face once (averaged with the mirrored face) before training; with ``online`` it scores each
+augmented batch as the student sees it, so the targets follow the views ("consistent teaching").
 """
 
 from __future__ import annotations
@@ -12,51 +13,109 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from fer_emotion.models import create_model
+from fer_emotion.training.augment import normalize
 from fer_emotion.training.checkpoint import CheckpointError, load_checkpoint, load_model_state, run_checkpoint
-from fer_emotion.training.engine import predict
+from fer_emotion.training.engine import batches
 
 log = logging.getLogger(__name__)
 
 
-def teacher_probabilities(path: Path, images: torch.Tensor, classes: list[str], temperature: float,
-                          device: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """One teacher's softened probabilities (N, C) on uint8 faces (N, S, S)."""
-    checkpoint = run_checkpoint(path)
-    state = load_checkpoint(checkpoint)
-    if list(state["classes"]) != list(classes):
-        raise CheckpointError(f"{checkpoint}: the teacher's classes {state['classes']} are not this run's {classes}")
-    config = state["config"]
-    model = create_model(config["arch"], len(classes))
-    load_model_state(model, state["model"], config["arch"], checkpoint)
-    model = model.to(device, memory_format=torch.channels_last)
-    probs = torch.from_numpy(predict(model, images, mean=config["mean"], std=config["std"], tta_flip=True,
-                                     device=device))
-    # softmax(logits / T) is proportional to softmax(logits) ** (1 / T)
-    softened = probs.clamp(min=1e-12) ** (1 / temperature)
-    return softened / softened.sum(1, keepdim=True)
+class Teacher:
+    """One trained model of the run's classes: softened probabilities (N, C) for normalised faces (N, 1, S, S)."""
+
+    def __init__(self, path: Path, classes: Sequence[str], temperature: float, size: int,
+                 device: torch.device = torch.device("cpu"), threads: int = 0) -> None:
+        self.path, self.temperature, self.device = run_checkpoint(Path(path)), temperature, device
+        self._model = self._session = None
+        if self.path.suffix == ".onnx":
+            from fer_emotion.app.core.classifier import EmotionClassifier, ModelLoadError
+
+            try:
+                self._session = EmotionClassifier(self.path, "cpu" if device.type == "cpu" else "auto", threads)
+            except ModelLoadError as err:
+                raise CheckpointError(str(err)) from None
+            info = self._session.info
+            found, self.mean, self.std, teacher_size = list(info.labels), info.mean, info.std, info.input_size
+        else:
+            state = load_checkpoint(self.path)
+            config = state["config"]
+            found, self.mean, self.std = list(state["classes"]), config["mean"], config["std"]
+            teacher_size = size  # checkpoints do not record it; a mismatch fails in the first batch
+            self._model = create_model(config["arch"], len(found))
+            load_model_state(self._model, state["model"], config["arch"], self.path)
+            self._model = self._model.to(device, memory_format=torch.channels_last).eval()
+        if found != list(classes):
+            raise CheckpointError(f"{self.path}: the teacher's classes {found} are not this run's {list(classes)}")
+        if teacher_size != size:
+            raise CheckpointError(f"{self.path}: the teacher takes {teacher_size} px faces, this run's are {size} px")
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+        """``x`` normalised with ``mean`` and ``std`` (the student's); the teacher's own normalisation is put in."""
+        if (mean, std) != (self.mean, self.std):
+            x = (x * std + mean - self.mean) / self.std
+        if self._session is not None:
+            probs = torch.from_numpy(self._session.normalized(x.float().cpu().numpy()))
+        else:
+            logits = self._model(x.to(self.device).contiguous(memory_format=torch.channels_last))
+            probs = F.softmax(logits.float(), dim=1).cpu()
+        # softmax(logits / T) is proportional to softmax(logits) ** (1 / T)
+        softened = probs.clamp(min=1e-12) ** (1 / self.temperature)
+        return softened / softened.sum(1, keepdim=True)
+
+
+class Teachers:
+    """Several teachers averaged, called like one."""
+
+    def __init__(self, teachers: Sequence[Teacher]) -> None:
+        self.teachers = list(teachers)
+
+    def __call__(self, x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+        return sum(t(x, mean, std) for t in self.teachers) / len(self.teachers)
+
+
+def load_teachers(paths: Sequence[Path], classes: Sequence[str], temperature: float, size: int,
+                  device: torch.device = torch.device("cpu"), threads: int = 0) -> Teachers:
+    return Teachers([Teacher(p, classes, temperature, size, device, threads) for p in paths])
+
+
+def teacher_probabilities(teacher: Teacher, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """One teacher's softened probabilities (N, C) on uint8 faces (N, S, S), each averaged with its mirror's."""
+    out = []
+    for index in batches(len(images), batch_size, False, None):
+        x = normalize(images[index], teacher.mean, teacher.std)
+        out.append((teacher(x, teacher.mean, teacher.std) + teacher(torch.flip(x, dims=[3]), teacher.mean,
+                                                                    teacher.std)) / 2)
+    return torch.cat(out)
 
 
 def check_settings(weight: float, temperature: float, teachers: Sequence[Path] = ()) -> None:
     """Refuse what would otherwise stop the run only after its folder is made and its data loaded."""
     for path in teachers:
         if not run_checkpoint(path).is_file():
-            raise ValueError(f"{run_checkpoint(path)}: no such teacher checkpoint")
+            what = "model file" if run_checkpoint(path).suffix == ".onnx" else "checkpoint"
+            raise ValueError(f"{run_checkpoint(path)}: no such teacher {what}")
     if not 0 <= weight <= 1:
         raise ValueError(f"the distillation weight must lie in [0, 1], not {weight}")
     if temperature <= 0:
         raise ValueError(f"the distillation temperature must be positive, not {temperature}")
 
 
-def distilled_targets(teachers: list[Path], images: torch.Tensor, targets: torch.Tensor, classes: list[str],
-                      weight: float, temperature: float, device: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)``."""
-    check_settings(weight, temperature)
+def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)`` on the clean faces."""
     taught, labels = torch.zeros_like(targets), targets.argmax(1)
-    for path in teachers:
-        probs = teacher_probabilities(path, images, classes, temperature, device)
-        log.info("teacher %s agrees with %.4f of the training labels", run_checkpoint(path),
+    for teacher in teachers.teachers:
+        probs = teacher_probabilities(teacher, images)
+        log.info("teacher %s agrees with %.4f of the training labels", teacher.path,
                  float((probs.argmax(1) == labels).float().mean()))
-        taught += probs / len(teachers)
+        taught += probs / len(teachers.teachers)
     return (1 - weight) * targets + weight * taught
+
+
+def agreement(teachers: Teachers, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of ``labels`` the teachers' averaged prediction on the clean faces gives."""
+    probs = sum(teacher_probabilities(t, images) for t in teachers.teachers)
+    return float((probs.argmax(1) == labels).float().mean()) if len(labels) else 0.0

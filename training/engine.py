@@ -96,7 +96,10 @@ def train_one_epoch(
     model: nn.Module, data: SplitData, optimizer, scheduler, epoch: int, *, batch_size: int, mean: float, std: float,
     augment_cfg: AugmentConfig, loss_cfg: LossConfig, generator: torch.Generator, ema=None, rank: int = 0,
     world: int = 1, device: torch.device = torch.device("cpu"), progress: bool = True, amp: bool = False,
+    teacher=None, distill: float = 0.0,
 ) -> dict[str, float]:
+    """One pass over ``data``. ``teacher(x, mean, std)``, when given, scores each batch as the student sees it
+    (augmented and mixed); its probabilities make up ``distill`` of every target."""
     model.train()
     num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
     total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
@@ -110,6 +113,8 @@ def train_one_epoch(
         target = data.soft[index] if data.soft is not None else F.one_hot(hard, num_classes).float()
         if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:
             x, target = mix(x, target, loss_cfg.mixup, loss_cfg.cutmix, generator)
+        if teacher is not None:
+            target = (1 - distill) * target + distill * teacher(x, mean, std)
         x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_emotion.app.core.shipped import shipped_or_given
 from fer_emotion.models import create_model
 from fer_emotion.models.registry import canonical_name, default_lr
 from fer_emotion.models.weights import INIT_SCHEMES, PretrainedError, imagenet_file, initialise, load_imagenet
@@ -27,7 +28,7 @@ from fer_emotion.training.checkpoint import (
 from fer_emotion.training.datasets import (
     SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources, subset,
 )
-from fer_emotion.training.distill import check_settings, distilled_targets
+from fer_emotion.training.distill import check_settings, distilled_targets, load_teachers
 from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
@@ -78,9 +79,10 @@ class TrainConfig:
     skip_bad: bool
     out: str
     amp: bool = False  # bfloat16 autocast (helps on GPUs; measured no faster on this CPU)
-    teacher: tuple[str, ...] = ()  # checkpoints or run folders whose predictions are mixed into the targets
+    teacher: tuple[str, ...] = ()  # checkpoints, run folders or ONNX models whose predictions are mixed into the targets
     distill: float = 0.5  # share of the teachers' probabilities in each training target
     distill_temperature: float = 2.0
+    distill_online: bool = False  # the teachers score each augmented batch, not the clean faces once
     soft_floor: float = 0.0  # soft target probabilities below this are dropped (FER+ single votes: about 0.1)
     sam: float = 0.0  # sharpness-aware minimisation radius (0: plain steps)
     align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
@@ -100,7 +102,7 @@ class TrainConfig:
         values["data"] = tuple(str(p) for p in args.data)
         values["ferplus"] = str(args.ferplus) if args.ferplus else None
         values["init"] = str(args.init) if args.init else None
-        values["teacher"] = tuple(str(p) for p in args.teacher)
+        values["teacher"] = tuple(str(shipped_or_given(p)) for p in args.teacher)
         values["out"] = str(args.out)
         values["label_map"] = dict(item.split("=", 1) for item in args.label_map if "=" in item)
         values["arch"] = canonical_name(args.arch)
@@ -177,13 +179,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     research.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
     research.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
     research.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
-    research.add_argument("--teacher", type=Path, action="append", default=[], metavar="RUN_OR_CHECKPOINT",
-                          help="distil from this trained model of the same classes (a run folder means its best.pt); "
+    research.add_argument("--teacher", type=Path, action="append", default=[], metavar="MODEL",
+                          help="distil from this trained model of the same classes: a run folder (its best.pt), a "
+                               "checkpoint or an .onnx file (a shipped model by its name: fer2013_ensemble.onnx); "
                                "repeat to average several")
     research.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
                           help="share of the teachers' probabilities in each target (with --teacher)")
     research.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
                           help="softens the teachers' probabilities as softmax(logits / T)")
+    research.add_argument("--distill-online", action="store_true",
+                          help="the teachers score every augmented batch as the student sees it, rather than each "
+                               "clean face once before training (slower: an ensemble teacher adds about a third)")
     research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                           help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                                "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
@@ -388,13 +394,17 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     if len(train) < 2 * dist_info.world or len(val) == 0:
         raise SystemExit(f"fer-train: the data has {len(train)} training and {len(val)} validation faces; at least 2 "
                          "training faces (per process) and 1 validation face are needed")
+    teachers = None
     if cfg.teacher:
-        base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
         try:
-            train.soft = distilled_targets([Path(p) for p in cfg.teacher], train.images, base, list(class_names),
-                                           cfg.distill, cfg.distill_temperature, device)
-        except (CheckpointError, ValueError) as err:
+            teachers = load_teachers([Path(p) for p in cfg.teacher], class_names, cfg.distill_temperature,
+                                     train.images.shape[-1], device, torch.get_num_threads())
+        except CheckpointError as err:
             raise SystemExit(f"fer-train: {err}") from None
+        if not cfg.distill_online:
+            base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
+            train.soft = distilled_targets(teachers, train.images, base, cfg.distill)
+            teachers = None
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
         others = "".join(f", {rule} rule {len(faces)}" for rule, faces in rule_vals.items())
@@ -450,7 +460,8 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
             stats = train_one_epoch(
                 trained, train, optimizer, per_step, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
                 augment_cfg=cfg.augment, loss_cfg=losses, generator=generator, ema=ema, rank=dist_info.rank,
-                amp=cfg.amp, world=dist_info.world, device=device, progress=progress and dist_info.is_main)
+                amp=cfg.amp, world=dist_info.world, device=device, progress=progress and dist_info.is_main,
+                teacher=teachers, distill=cfg.distill)
         except TrainingDiverged as err:  # nothing more is written: best.pt and model.onnx stay what they were
             raise SystemExit(f"fer-train: training diverged ({err}); --lr {cfg.lr:g} is too high for {cfg.arch} "
                              f"here: try --lr {cfg.lr / 5:g}") from None

@@ -180,10 +180,13 @@ class EmotionClassifier:
         """Probabilities for every face of a frame, in one batched call; (0, C) for no faces."""
         if len(crops) == 0:
             return np.empty((0, len(self.labels)), np.float32)
+        return self.normalized(normalize(crops, self.info.mean, self.info.std))
+
+    def normalized(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for faces already normalised as the metadata says: float32 (N, 1, S, S)."""
         if self.info.extra.get("tta") == "flip":  # the model asks for mirror averaging: one call, 2N faces
-            crops = np.concatenate([crops, crops[:, :, ::-1]])
-        batch = normalize(crops, self.info.mean, self.info.std)
-        probs = softmax(self._session.run(None, {self._input_name: batch})[0])
+            batch = np.concatenate([batch, batch[:, :, :, ::-1]])
+        probs = softmax(self._session.run(None, {self._input_name: np.ascontiguousarray(batch)})[0])
         if self.info.extra.get("tta") == "flip":
             half = len(probs) // 2
             probs = (probs[:half] + probs[half:]) / 2

@@ -28,6 +28,14 @@ def shipped_models() -> list[Path]:
     return sorted(models_folder().glob("*.onnx"), key=lambda p: (p.name != DEFAULT_MODEL, p.name))
 
 
+def shipped_or_given(path: Path) -> Path:
+    """``path`` itself when it exists, else the shipped model of that file name when there is one (so
+    ``fer2013_ensemble.onnx`` names the shipped file from any folder), else ``path`` unchanged."""
+    path = Path(path)
+    shipped = models_folder() / path.name
+    return shipped if not path.exists() and path.parent == Path() and shipped.is_file() else path
+
+
 def default_model_path() -> Path:
     return models_folder() / DEFAULT_MODEL
 

@@ -88,3 +88,14 @@ def test_a_shipped_ensemble_holds_the_shipped_members_it_names_weight_for_weight
     for name in shipped:
         weights = [t.raw_data for t in onnx.load(models_folder() / name).graph.initializer if len(t.raw_data) > 64]
         assert weights and all(w in inside for w in weights), name
+
+
+def test_a_bare_shipped_name_means_the_shipped_file_unless_such_a_file_is_here(tmp_path, monkeypatch):
+    from fer_emotion.app.core.shipped import models_folder, shipped_or_given
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped_or_given(Path("fer2013_ensemble.onnx")) == models_folder() / "fer2013_ensemble.onnx"
+    assert shipped_or_given(Path("nothing.onnx")) == Path("nothing.onnx")
+    assert shipped_or_given(Path("sub/fer2013.onnx")) == Path("sub/fer2013.onnx")  # a folder was named: kept
+    (tmp_path / "fer2013.onnx").write_bytes(b"mine")
+    assert shipped_or_given(Path("fer2013.onnx")) == Path("fer2013.onnx")

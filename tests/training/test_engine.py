@@ -155,35 +155,75 @@ def test_soft_ferplus_and_class_weights_train(synthetic, tmp_path):
 
 def test_distillation_mixes_the_teachers_probabilities_into_the_targets(synthetic, tmp_path):
     from fer_emotion.training.datasets import load_splits
-    from fer_emotion.training.distill import distilled_targets, teacher_probabilities
-    from fer_emotion.training.labels import FER2013
+    from fer_emotion.training.distill import distilled_targets, load_teachers, teacher_probabilities
 
     teacher = tmp_path / "teacher"
     assert cli.main(train_args(synthetic, teacher, "--epochs", "3")) == 0
     train = load_splits([synthetic["csv"]], "fer2013")["train"]
     onehot = torch.nn.functional.one_hot(train.labels, 7).float()
-    warm = teacher_probabilities(teacher, train.images, list(FER2013), 1.0)
-    hot = teacher_probabilities(teacher, train.images, list(FER2013), 4.0)
+    size = train.images.shape[-1]
+    warm_teachers = load_teachers([teacher], FER2013, 1.0, size)
+    warm = teacher_probabilities(warm_teachers.teachers[0], train.images)
+    hot = teacher_probabilities(load_teachers([teacher], FER2013, 4.0, size).teachers[0], train.images)
     assert torch.allclose(warm.sum(1), torch.ones(len(train)), atol=1e-5)
     assert torch.equal(warm.argmax(1), hot.argmax(1))  # a temperature softens, it does not reorder
     entropy = lambda p: -(p * p.log()).sum(1).mean()  # noqa: E731
     assert entropy(hot) > entropy(warm)
-    mixed = distilled_targets([teacher, teacher / "best.pt"], train.images, onehot, list(FER2013), 0.25, 1.0)
+    both = load_teachers([teacher, teacher / "best.pt"], FER2013, 1.0, size)
+    mixed = distilled_targets(both, train.images, onehot, 0.25)
     assert torch.allclose(mixed, 0.75 * onehot + 0.25 * warm, atol=1e-6)
+    # the run's exported model as the teacher: the same probabilities through onnxruntime
+    as_onnx = teacher_probabilities(load_teachers([teacher / "model.onnx"], FER2013, 1.0, size).teachers[0], train.images)
+    assert torch.allclose(as_onnx, warm, atol=1e-4)
 
     student = tmp_path / "student"
     assert cli.main(train_args(synthetic, student, "--epochs", "1", "--teacher", str(teacher), "--distill", "0.7")) == 0
     config = json.loads((student / "config.json").read_text())
-    assert config["teacher"] == [str(teacher)] and config["distill"] == 0.7
+    assert config["teacher"] == [str(teacher)] and config["distill"] == 0.7 and not config["distill_online"]
+    online = tmp_path / "online"
+    assert cli.main(train_args(synthetic, online, "--epochs", "1", "--teacher", str(teacher / "model.onnx"),
+                               "--distill-online")) == 0
+    assert json.loads((online / "config.json").read_text())["distill_online"] is True
     with pytest.raises(SystemExit, match="weight must lie in"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(teacher), "--distill", "1.5"))
     assert not (tmp_path / "bad").exists()  # refused before a run folder is made
     with pytest.raises(SystemExit, match="no such teacher checkpoint"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(tmp_path / "missing")))
+    with pytest.raises(SystemExit, match="no such teacher model file"):
+        cli.main(train_args(synthetic, tmp_path / "bad", "--teacher", str(tmp_path / "missing.onnx")))
     assert not (tmp_path / "bad").exists()
-    with pytest.raises(SystemExit, match="the teacher's classes"):
-        cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus", str(synthetic["votes"]),
-                            "--teacher", str(teacher)))
+    for wrong in (teacher, teacher / "model.onnx"):
+        with pytest.raises(SystemExit, match="the teacher's classes"):
+            cli.main(train_args(synthetic, tmp_path / "plus", "--labels", "ferplus", "--ferplus",
+                                str(synthetic["votes"]), "--teacher", str(wrong)))
+
+
+def test_an_online_teacher_scores_the_very_batch_the_student_sees():
+    from fer_emotion.training.augment import AugmentConfig
+    from fer_emotion.training.datasets import SplitData
+    from fer_emotion.training.engine import LossConfig, train_one_epoch
+
+    torch.manual_seed(0)
+    data = SplitData(torch.randint(0, 256, (64, 48, 48), dtype=torch.uint8), torch.randint(0, 7, (64,)), None)
+    model = create_model("fernet", 7)
+    seen, scored = [], []
+    model.register_forward_hook(lambda module, inputs, output: seen.append((inputs[0].clone(), output.detach())))
+
+    def teacher(x, mean, std):
+        assert (mean, std) == (0.5, 0.25)
+        scored.append(x.clone())
+        return torch.full((len(x), 7), 1 / 7)
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    stats = train_one_epoch(model, data, optimizer, None, 1, batch_size=16, mean=0.5, std=0.25,
+                            augment_cfg=AugmentConfig(rotate=10, erase=0.5, noise=0.1), loss_cfg=LossConfig(),
+                            generator=torch.Generator().manual_seed(0), progress=False, teacher=teacher, distill=1.0)
+    assert len(scored) == len(seen) == 4
+    for x, (student_x, _) in zip(scored, seen):
+        assert torch.equal(x, student_x)  # augmented, noised and erased alike
+    # with distill 1 the labels drop out: each batch's loss is the cross entropy against the teacher's uniform
+    expected = np.mean([float(-torch.log_softmax(out, 1).mean(1).mean()) for _, out in seen])
+    assert stats["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_norm_statistics_alone():

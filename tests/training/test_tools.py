@@ -63,6 +63,16 @@ def test_models_lists_the_registry_and_the_grid_with_parameter_counts(capsys):
     assert rows["fernet"] == "588,599" and rows["fernet_deep3"] == "1,178,935"
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    import subprocess
+    import sys
+
+    listing = subprocess.run(f"{sys.executable} -m fer_emotion.training.cli models | head -1", shell=True,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.stdout.startswith("architecture") and len(listing.stdout.splitlines()) == 1
+    assert "Traceback" not in listing.stderr and "BrokenPipe" not in listing.stderr
+
+
 def drawn_curves(metrics, out, val_name, monkeypatch):
     """plot_curves' lines as {(axis title, legend): (epochs, values)}."""
     import matplotlib.axes
