@@ -114,8 +114,3 @@ def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.T
         taught += probs / len(teachers.teachers)
     return (1 - weight) * targets + weight * taught
 
-
-def agreement(teachers: Teachers, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of ``labels`` the teachers' averaged prediction on the clean faces gives."""
-    probs = sum(teacher_probabilities(t, images) for t in teachers.teachers)
-    return float((probs.argmax(1) == labels).float().mean()) if len(labels) else 0.0
