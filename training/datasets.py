@@ -28,6 +28,13 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to(self, device: torch.device) -> SplitData:
+        """The same split with its tensors on ``device`` (itself when they are there already)."""
+        if self.images.device == device:
+            return self
+        moved = [None if t is None else t.to(device) for t in (self.images, self.labels, self.soft, self.reframed)]
+        return SplitData(*moved)
+
 
 def targets_for(source: Source, scheme: str, label_map: dict[str, str], vote_rule: str = "plurality") -> schemes.Targets:
     """``vote_rule``: which FER+ faces count and how they are labelled (``labels.VOTE_RULES``; scheme ferplus)."""

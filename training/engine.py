@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fer_emotion.training.augment import AugmentConfig, augment, mix, normalize, pick_faces, relight
+from fer_emotion.training.augment import (
+    AugmentConfig, augment, draw_device, mix, normalize, pick_faces, relight, uniform,
+)
 from fer_emotion.training.datasets import SplitData
 
 
@@ -32,7 +34,7 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, cfg: LossConf
         target = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / classes
     per_class = -target * F.log_softmax(logits, dim=1)
     if cfg.class_weights is not None:
-        per_class = per_class * cfg.class_weights
+        per_class = per_class * cfg.class_weights.to(per_class.device)
     return per_class.sum(1).mean()
 
 
@@ -73,6 +75,9 @@ def sharpness_aware_grads(model: nn.Module, forward_loss, rho: float) -> None:
             p.sub_(step)
 
 
+HOST_READS_EVERY = 50  # steps a GPU runs ahead between the host's looks at the loss (each look waits for it)
+
+
 class TrainingDiverged(ArithmeticError):
     """The loss stopped being a finite number: the learning rate is too high for this network and data."""
 
@@ -84,7 +89,8 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None, rank: int = 0, world: int = 1):
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = torch.randperm(n, generator=generator, device=draw_device(generator, torch.device("cpu"))) if shuffle \
+        else torch.arange(n)
     order = order[rank::world]
     # training drops the ragged last batch (a step on a few faces is a noisy one), unless it is the only one
     stop = steps_per_epoch(len(order), batch_size) * batch_size if shuffle else len(order)
@@ -99,10 +105,18 @@ def train_one_epoch(
     teacher=None, distill: float = 0.0,
 ) -> dict[str, float]:
     """One pass over ``data``. ``teacher(x, mean, std)``, when given, scores each batch as the student sees it
-    (augmented and mixed); its probabilities make up ``distill`` of every target."""
+    (augmented and mixed); its probabilities make up ``distill`` of every target.
+
+    ``data`` and ``generator`` may live on ``device``: a GPU then draws, augments and trains without waiting for the
+    host, which reads the running loss and accuracy only every ``HOST_READS_EVERY`` steps (every step on a CPU).
+    """
     model.train()
     num_classes = int(data.labels.max()) + 1 if data.soft is None else data.soft.shape[1]
-    total_loss, correct, seen, started = 0.0, 0, 0, time.perf_counter()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    seen, started = 0, time.perf_counter()
+    read_every = 1 if device.type == "cpu" else HOST_READS_EVERY
     steps = list(batches(len(data), batch_size, True, generator, rank, world))
     bar = tqdm(steps, desc=f"epoch {epoch}", leave=False, disable=not progress, mininterval=1.0, dynamic_ncols=True)
     for step, index in enumerate(bar, start=1):
@@ -111,11 +125,11 @@ def train_one_epoch(
         x = augment(normalize(relight(faces, augment_cfg, generator), mean, std), augment_cfg, generator)
         hard = data.labels[index]
         target = data.soft[index] if data.soft is not None else F.one_hot(hard, num_classes).float()
-        if loss_cfg.mixup and float(torch.rand(1, generator=generator)) < loss_cfg.mix_prob:
+        if loss_cfg.mixup and float(uniform((1,), generator, x.device)) < loss_cfg.mix_prob:
             x, target = mix(x, target, loss_cfg.mixup, loss_cfg.cutmix, generator)
         if teacher is not None:
-            target = (1 - distill) * target + distill * teacher(x, mean, std)
-        x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            target = (1 - distill) * target + distill * teacher(x, mean, std).to(target.device)
+        x, target, hard = (t.to(device, non_blocking=True) for t in (x, target, hard))
         x = x.contiguous(memory_format=torch.channels_last)
 
         def forward_loss(x=x, target=target):
@@ -124,8 +138,10 @@ def train_one_epoch(
             return logits, soft_cross_entropy(logits.float(), target, loss_cfg)
 
         logits, loss = forward_loss()
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"epoch {epoch}, step {step}: the loss is {float(loss.detach())}")
+        finite &= torch.isfinite(loss.detach())
+        if (step % read_every == 0 or step == len(steps)) and not bool(finite):
+            where = f"step {step}" if read_every == 1 else f"by step {step}"
+            raise TrainingDiverged(f"epoch {epoch}, {where}: the loss is {float(loss.detach())}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if loss_cfg.sam:
@@ -135,11 +151,12 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        total_loss += float(loss.detach()) * len(index)
-        correct += int((logits.argmax(1).cpu() == hard).sum())
+        total_loss += loss.detach() * len(index)
+        correct += (logits.detach().argmax(1) == hard).sum()
         seen += len(index)
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+        if progress and step % read_every == 0:
+            bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}", acc=f"{int(correct) / seen:.3f}")
+    return {"train_loss": float(total_loss) / max(seen, 1), "train_acc": int(correct) / max(seen, 1),
             "epoch_s": time.perf_counter() - started}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 RECIPE_KEYS = {"description", "card", "needs_ferplus", "phase", "export"}
 RUN_ONLY = {"data", "ferplus", "out", "init", "resume", "recipe", "overwrite"}  # not a recipe's to set
-ONE_COMMAND_ONLY = {"stop_after", "overwrite", "resume"}  # typed options that --resume does not repeat
+ONE_COMMAND_ONLY = {"stop_after", "time_limit", "overwrite", "resume"}  # typed options that --resume does not repeat
 WHOLE_RUN = {"recipe", "data", "ferplus", "out"}  # typed options that name the run, not a phase's settings
 
 
@@ -84,16 +85,23 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
               "data": [str(p) for p in args.data], "ferplus": str(args.ferplus) if args.ferplus else None}
     (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n")
     phases = phase_arguments(args, recipe, explicit, out)
+    deadline = time.monotonic() + 60 * args.time_limit if getattr(args, "time_limit", 0) else None
     for number, phase in enumerate(phases, start=1):
         folder = Path(phase.out)
         if (folder / "model.onnx").is_file() and not args.overwrite:
             log.info("recipe %s: phase %d of %d already done (%s)", args.recipe, number, len(phases), folder)
             continue
+        if deadline is not None:  # the phases share the command's time limit
+            phase.time_limit = (deadline - time.monotonic()) / 60
+            if phase.time_limit <= 0:
+                log.info("recipe %s: time limit reached before phase %d; continue with: fer-train train --resume %s",
+                         args.recipe, number, out)
+                return 0
         log.info("recipe %s: phase %d of %d -> %s", args.recipe, number, len(phases), folder)
         if (folder / "last.pt").is_file() and not args.overwrite:
             phase.resume, phase.threads, phase.device = folder, explicit.get("threads"), explicit.get("device")
         train.main(phase)
-        if not (folder / "model.onnx").is_file():  # --stop-after ended it early
+        if not (folder / "model.onnx").is_file():  # --stop-after or --time-limit ended it early
             log.info("recipe %s stopped in phase %d; continue with: fer-train train --resume %s", args.recipe,
                      number, out)
             return 0

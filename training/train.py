@@ -95,6 +95,7 @@ class TrainConfig:
     init_weights: str = "default"  # xavier or kaiming: the first weights drawn by that scheme
     pretrained: str | None = None  # torchvision ImageNet weights: "hub" (torch's cache) or a file
     limit: int = 0  # at most this many training (and validation) faces, drawn with the seed; 0: all
+    save_every: int = 1  # epochs between checkpoint writes (a big model on a GPU: seconds an epoch, as long a write)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -236,6 +237,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                      help="a run of a few batches to see that everything works: --limit 256 --epochs 1")
     run.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
                      help="stop after this epoch (continue later with --resume)")
+    run.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
+                     help="stop after the last epoch that ends within this many minutes of the start, then as "
+                          "--stop-after (0: none)")
+    run.add_argument("--save-every", type=int, default=1, metavar="EPOCHS",
+                     help="write last.pt (and a new best.pt) every this many epochs and at the end, not after "
+                          "each: for big models whose epochs take seconds on a GPU")
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> None:
@@ -343,19 +350,78 @@ def step_plateau(scheduler, stats: dict, dist_info: DistInfo) -> None:
                  before, after)
 
 
-def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True, stop_after: int = 0) -> Path:
+@dataclass(frozen=True)
+class StopRule:
+    """When one command's training stops before the run's last epoch, as an interruption would (to be resumed)."""
+
+    after_epoch: int = 0  # 0: no such epoch
+    minutes: float = 0.0  # 0: no time limit; else no epoch is begun that would end after it
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def last_epoch(self, epochs: int) -> int:
+        return min(epochs, self.after_epoch) if self.after_epoch else epochs
+
+    def out_of_time(self, epoch_seconds: float) -> bool:
+        """Whether another epoch as long as the one just done would end past the limit."""
+        return bool(self.minutes) and time.monotonic() + epoch_seconds > self.started + 60 * self.minutes
+
+
+class CheckpointWriter:
+    """best.pt and last.pt in a run folder, written every ``every`` epochs and when the run stops.
+
+    best.pt is always written before the last.pt that records its epoch (last.pt never names a best that best.pt
+    lacks); between writes a new best is held as a copy in memory.
+    """
+
+    def __init__(self, out: Path, every: int) -> None:
+        self.out, self.every, self._best = out, max(1, every), None
+
+    def record(self, state: dict, epoch: int, improved: bool, stopping: bool) -> None:
+        write = stopping or epoch % self.every == 0
+        if improved:
+            self._best = state if write else detached_copy(state)
+        if not write:
+            return
+        if self._best is not None:
+            save_checkpoint(self._best, self.out / "best.pt")
+            self._best = None
+        save_checkpoint(state, self.out / "last.pt")
+
+
+def detached_copy(value):
+    """A checkpoint's tensors copied to the CPU, so that training on does not change them."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: detached_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(detached_copy(item) for item in value)
+    return value
+
+
+def run_training(cfg: TrainConfig, resume_state: dict | None, progress: bool = True,
+                 stop: StopRule | None = None) -> Path:
     """Train per ``cfg`` (continuing ``resume_state`` when given); return the run folder.
 
-    ``stop_after`` ends the run after that epoch, as an interruption would, to be resumed later.
+    ``stop`` ends this command's training early (after an epoch, or at a time limit), to be resumed later.
     """
     dist_info = init_distributed()
     try:
-        return _train(cfg, resume_state, progress, dist_info, stop_after)
+        return _train(cfg, resume_state, progress, dist_info, stop or StopRule())
     finally:
         shutdown(dist_info)
 
 
-def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_info: DistInfo, stop_after: int) -> Path:
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Continue the augmentation draws where the checkpoint left them; a run moved between a CPU and a GPU
+    (whose generators keep different states) draws afresh from its seed."""
+    try:
+        generator.set_state(state)
+    except (RuntimeError, ValueError):
+        log.warning("augmentation draws start again from the seed: the run moved to another kind of device")
+
+
+def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_info: DistInfo, stop: StopRule) -> Path:
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -424,6 +490,9 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         except CheckpointError as err:
             raise SystemExit(f"fer-train: {err}") from None
     model = model.to(device, memory_format=torch.channels_last)
+    if device.type == "cuda":  # the whole split on the GPU, drawn and augmented there (a few hundred MB at most)
+        train = train.to(device)
+        torch.backends.cudnn.benchmark = True  # one input size throughout: the fastest kernels are found once
     total_steps = max(1, steps_per_epoch(len(train) // dist_info.world, cfg.batch_size) * cfg.epochs)
     optimizer, scheduler = build_optimizer(cfg, model, total_steps)
     if cfg.ema and not cfg.init and resume_state is None and dist_info.is_main:
@@ -432,7 +501,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     if cfg.ema:
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + dist_info.rank)
+    generator = torch.Generator(device=train.images.device).manual_seed(cfg.seed * 1000 + dist_info.rank)
     start_epoch, best_acc = 1, -1.0
     if resume_state is not None:
         load_model_state(model, resume_state["raw_model"], cfg.arch, out / "last.pt")
@@ -441,7 +510,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
             scheduler.load_state_dict(resume_state["scheduler"])
         if ema is not None and resume_state.get("ema"):
             ema.load_state_dict(resume_state["ema"])
-        generator.set_state(resume_state["generator"])
+        restore_generator(generator, resume_state["generator"])
         torch.set_rng_state(resume_state["torch_rng"])
         start_epoch, best_acc = resume_state["epoch"] + 1, resume_state["best_acc"]
         if dist_info.is_main:
@@ -452,10 +521,12 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     losses = loss_config(cfg, train, len(class_names))
     scored = ema.module if ema is not None else model
-    last_epoch = min(cfg.epochs, stop_after) if stop_after else cfg.epochs
+    last_epoch, timed_out = stop.last_epoch(cfg.epochs), False
+    writer = CheckpointWriter(out, cfg.save_every)
     plateau = cfg.schedule == "plateau"
     per_step = None if plateau else scheduler
     for epoch in range(start_epoch, last_epoch + 1):
+        epoch_started = time.monotonic()
         try:
             stats = train_one_epoch(
                 trained, train, optimizer, per_step, epoch, batch_size=cfg.batch_size, mean=cfg.mean, std=cfg.std,
@@ -474,8 +545,13 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                 stats["val_raw_acc"] = evaluate(model, val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
         if plateau:
             step_plateau(scheduler, stats, dist_info)
+        # the main process's clock decides for every process, so that all stop after the same epoch
+        timed_out = epoch < last_epoch and bool(broadcast_from_main(
+            float(stop.out_of_time(time.monotonic() - epoch_started)), dist_info))
         if not dist_info.is_main:
             barrier(dist_info)
+            if timed_out:
+                break
             continue
         if framed_val is not None:
             stats["val_framed_acc"] = evaluate(scored, framed_val, mean=cfg.mean, std=cfg.std, device=device)["val_acc"]
@@ -489,17 +565,20 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                  "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                  "best_acc": max(best_acc, stats["val_acc"]), "config": dataclasses.asdict(cfg),
                  "classes": list(class_names), "val": {k: stats[k] for k in ("val_acc", "val_loss")}}
-        if stats["val_acc"] > best_acc:  # best.pt first: last.pt must never name a best that best.pt lacks
-            best_acc = stats["val_acc"]
-            save_checkpoint(state, out / "best.pt")
-        save_checkpoint(state, out / "last.pt")
+        improved = stats["val_acc"] > best_acc
+        best_acc = max(best_acc, stats["val_acc"])
+        writer.record(state, epoch, improved, stopping=epoch == last_epoch or timed_out)
         notes = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
         notes += f"  raw {stats['val_raw_acc']:.4f}" if "val_raw_acc" in stats else ""
         notes += "".join(f"  {rule} {stats[f'val_{rule}_acc']:.4f}" for rule in rule_vals)
         log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs", epoch, cfg.epochs,
                  stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
         barrier(dist_info)
-    if dist_info.is_main and last_epoch == cfg.epochs:
+        if timed_out:
+            log.info("time limit of %g min: stopped after epoch %d of %d; continue with: fer-train train --resume %s",
+                     stop.minutes, epoch, cfg.epochs, out)
+            break
+    if dist_info.is_main and last_epoch == cfg.epochs and not timed_out:
         finish_run(out, f"val ({cfg.vote_rule})" if rule_vals else "val", val)
     return out
 
@@ -571,6 +650,10 @@ def check_before_loading(args: argparse.Namespace) -> None:
             raise SystemExit(f"fer-train train: {path}: no such file or folder")
 
 
+def stop_rule(args: argparse.Namespace) -> StopRule:
+    return StopRule(args.stop_after, getattr(args, "time_limit", 0.0))
+
+
 def resume_state(run: Path) -> dict:
     """The checkpoint ``--resume RUN`` continues from, or a one-line error that says why there is none."""
     if not run.is_dir():
@@ -596,7 +679,7 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
         # where the rest of the run continues may differ from where it started: threads and device may change
         machine = {k: v for k, v in (("threads", args.threads), ("device", args.device)) if v is not None}
         cfg = TrainConfig(**{**state["config"], "data": tuple(state["config"]["data"]), **machine})
-        run_training(cfg, state, progress=args.progress, stop_after=args.stop_after)
+        run_training(cfg, state, progress=args.progress, stop=stop_rule(args))
         return 0
     if not args.data or not args.out:
         raise SystemExit("fer-train train: --data and --out are required (or --resume RUN_DIR)")
@@ -618,6 +701,9 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
     for name in ("brightness", "contrast"):
         if not 0 <= getattr(cfg, name) <= 1:
             raise SystemExit(f"fer-train train: --{name} takes a factor's spread between 0 (off) and 1")
+    if getattr(args, "time_limit", 0) < 0 or cfg.save_every < 1:
+        raise SystemExit("fer-train train: --time-limit takes minutes (0: none) and --save-every a number of epochs "
+                         "of 1 or more")
     if not 0 < cfg.plateau_factor < 1 or cfg.plateau_patience < 0:
         raise SystemExit("fer-train train: --plateau-factor takes a factor between 0 and 1 and --plateau-patience "
                          "a number of epochs of 0 or more")
@@ -627,6 +713,6 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
         prepare_run_dir(Path(cfg.out), args.overwrite)
         (Path(cfg.out) / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     started = time.perf_counter()
-    run_training(cfg, None, progress=args.progress, stop_after=args.stop_after)
+    run_training(cfg, None, progress=args.progress, stop=stop_rule(args))
     log.info("done in %.1f min", (time.perf_counter() - started) / 60)
     return 0

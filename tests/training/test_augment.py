@@ -59,3 +59,24 @@ def test_lighting_options_reach_the_training_batches_and_are_refused_out_of_rang
         with pytest.raises(SystemExit, match=f"{option} takes"):
             cli.main(train_args(synthetic, tmp_path / "bad", option, "1.5"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_whole_batch_pipeline_stays_on_the_faces_device():
+    """On a GPU the faces, the draws and every intermediate must share the device, or torch refuses the batch.
+    The meta device stands in for one: mixing a CPU tensor into a meta computation fails as it would on a GPU."""
+    from fer_emotion.training.augment import augment, mix, normalize, pick_faces
+
+    meta = torch.device("meta")
+    with pytest.raises(RuntimeError):
+        torch.ones(4, device=meta) + torch.ones(4)  # the check works: a stray CPU tensor is caught
+    cfg = AugmentConfig(crop_pad=4, rotate=10, scale=0.1, erase=0.5, noise=0.1, reframe=0.5, brightness=0.3,
+                        contrast=0.3)
+    faces = torch.empty(16, 48, 48, dtype=torch.uint8, device=meta)
+    generator = torch.Generator().manual_seed(0)  # draws on the CPU are moved to the faces' device
+    picked = pick_faces(faces, faces.clone(), cfg.reframe, generator)
+    x = augment(normalize(relight(picked, cfg, generator), 0.5, 0.25), cfg, generator)
+    assert x.device == meta and x.shape == (16, 1, 48, 48)
+    for cutmix in (False, True):
+        mixed, targets = mix(x, torch.empty(16, 7, device=meta), 0.4, cutmix, generator)
+        assert mixed.device == targets.device == meta
+

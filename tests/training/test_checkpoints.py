@@ -196,3 +196,67 @@ def test_the_learning_rate_defaults_to_what_the_architecture_can_take(synthetic,
     run = tmp_path / "given"
     assert cli.main(train_args(synthetic, run, "--arch", "B16_N4_FC1_K3_AP20", "--epochs", "1", "--lr", "0.002")) == 0
     assert load_checkpoint(run / "best.pt")["config"]["lr"] == 0.002
+
+
+def test_save_every_writes_checkpoints_every_n_epochs_and_at_the_end_with_the_best_kept_meanwhile(
+        synthetic, tmp_path, monkeypatch):
+    run, writes = tmp_path / "run", []
+    write = train.save_checkpoint
+    evaluate, scores = train.evaluate, iter([0.3, 0.5, 0.4, 0.2, 0.1])  # best at epoch 2, never written then
+
+    def scored(*args, **kwargs):
+        return {**evaluate(*args, **kwargs), "val_acc": next(scores)}
+
+    def recorded(state, path):
+        writes.append((path.name, state["epoch"]))
+        write(state, path)
+
+    monkeypatch.setattr(train, "evaluate", scored)
+    monkeypatch.setattr(train, "save_checkpoint", recorded)
+    assert cli.main(train_args(synthetic, run, "--epochs", "5", "--save-every", "3")) == 0
+    assert writes == [("best.pt", 2), ("last.pt", 3), ("last.pt", 5)]
+    best = load_checkpoint(run / "best.pt")
+    assert (best["epoch"], best["val"]["val_acc"]) == (2, 0.5)
+    assert load_checkpoint(run / "last.pt")["best_acc"] == 0.5
+
+
+def test_time_limit_stops_after_an_epoch_and_the_run_resumes_to_the_end(synthetic, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        assert cli.main(train_args(synthetic, run, "--epochs", "3", "--time-limit", "0.0001")) == 0
+    assert epochs_in(run) == [1] and load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert not (run / "model.onnx").exists()  # stopped, not finished: no export until the last epoch
+    assert f"time limit of 0.0001 min: stopped after epoch 1 of 3; continue with: fer-train train --resume {run}" \
+        in caplog.text
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run) == [1, 2, 3] and (run / "model.onnx").is_file()
+
+
+def test_a_recipe_shares_its_time_limit_between_phases(synthetic, tmp_path, monkeypatch, caplog):
+    from fer_emotion.training import recipe
+
+    limits = []
+    real_main = train.main
+
+    def spy(args, *rest):
+        if args.recipe is None:  # a phase, not the command that names the recipe
+            limits.append(args.time_limit)
+        return real_main(args, *rest)
+
+    monkeypatch.setattr(train, "main", spy)
+    run = tmp_path / "recipe"
+    args = ["train", "--recipe", "fer2013", "--data", str(synthetic["csv"]), "--out", str(run), "--epochs", "2",
+            "--batch-size", "8", "--no-progress", "--threads", "1", "--arch", "fernet", "--time-limit", "0.0001"]
+    with caplog.at_level("INFO"):
+        assert cli.main(args) == 0
+    assert len(limits) == 1 and 0 < limits[0] <= 0.0001  # phase 1 had what was left; phase 2 never began
+    assert not (run / "phase2").exists()
+    assert f"continue with: fer-train train --resume {run}" in caplog.text
+    assert recipe.ONE_COMMAND_ONLY >= {"time_limit"}  # a resumed recipe is not held to the first command's limit
+
+
+@pytest.mark.parametrize("option", [("--time-limit", "-1"), ("--save-every", "0")])
+def test_time_limit_and_save_every_out_of_range_are_refused(synthetic, tmp_path, option):
+    with pytest.raises(SystemExit, match=option[0]):
+        cli.main(train_args(synthetic, tmp_path / "bad", *option))
+    assert not (tmp_path / "bad").exists()
