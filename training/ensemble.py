@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.utils
 from onnx import TensorProto, helper, numpy_helper
 
 from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
@@ -198,23 +199,58 @@ def write_ensemble(paths: list[Path], out: Path, flip: bool, metrics: dict | Non
     return info
 
 
+def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
+    """An ensemble file's members as model files of their own in ``folder``, each with its metadata, and the
+    names its metadata gives them; a plain model: itself. So that an ensemble put into another one adds its
+    members one by one (an equal share each), not as one member."""
+    member = read_member(path)
+    if "members" not in member.info.extra:
+        return [(path, str(path))]
+    if member.info.extra.get("ensemble_tta") == "flip":
+        raise EnsembleError(f"{path}: an ensemble with flip TTA cannot be split into its members; give its members")
+    listed = json.loads(member.info.extra["members"])
+    softmax_inputs = {node.output[0]: node.input[0] for node in member.proto.graph.node if node.op_type == "Softmax"}
+    base = {k: v for k, v in member.info.extra.items() if k not in ("members", "ensemble_tta")}
+    graph = onnx.ModelProto()
+    graph.CopyFrom(member.proto)
+    classes = len(member.info.labels)
+    graph.graph.value_info.extend(  # the extractor wants to know each new output's type
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", classes]) for name in softmax_inputs.values())
+    parts = []
+    for index, entry in enumerate(listed):
+        logits = softmax_inputs.get(f"m{index}_probabilities")
+        if logits is None:
+            raise EnsembleError(f"{path}: member {index} ({entry['file']}) not found in its graph")
+        proto = onnx.utils.Extractor(graph).extract_model(["input"], [logits])
+        metrics = {"val_acc": entry["val_acc"]} if "val_acc" in entry else {}
+        info = replace(member.info, arch=entry.get("arch", ""), metrics=metrics, extra=base)
+        helper.set_model_props(proto, info.to_props())
+        part = folder / f"{path.stem}_member{index}.onnx"
+        onnx.save(proto, str(part))
+        parts.append((part, f"{path.name}: {entry['file']}"))
+    log.info("%s: its %d members join the ensemble one by one", path, len(parts))
+    return parts
+
+
 def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bool = False,
                     data: list[Path] | None = None) -> dict:
     """``fer-train export --ensemble``: checkpoints and run folders are exported first (as int8 with ``int8``),
-    ONNX files are taken as they are; with ``data``, the ensemble's validation accuracy goes in its metadata.
-    Returns its metrics."""
+    ONNX files are taken as they are, an ensemble file as its members; with ``data``, the ensemble's validation
+    accuracy goes in its metadata. Returns its metrics."""
     from fer_emotion.training.export import export_checkpoint
 
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
-        paths = []
+        paths, names = [], []
         for index, source in enumerate(sources):
             if source.suffix == ".onnx":
-                paths.append(source)
+                for path, name in split_ensemble(source, Path(scratch)):
+                    paths.append(path)
+                    names.append(name)
                 continue
             exported = Path(scratch) / f"member{index}.onnx"
             export_checkpoint(source, exported, int8=int8)
             paths.append(exported)
-        names = [str(source) for source in sources]
+            names.append(str(source))
         info = write_ensemble(paths, out, flip, names=names)
     if not data:
         return {}

@@ -83,3 +83,22 @@ def test_the_written_ensemble_is_readable_by_everyone(members, tmp_path, synthet
     out = tmp_path / "ensemble.onnx"
     assert cli.main(["export", "--ensemble", *map(str, members), "--data", str(synthetic["csv"]), "--out", str(out)]) == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_an_ensemble_put_into_another_adds_its_members_one_by_one(members, tmp_path, capsys):
+    pair, triple = tmp_path / "pair.onnx", tmp_path / "triple.onnx"
+    assert cli.main(["export", "--ensemble", str(members[0]), str(members[1]), "--out", str(pair)]) == 0
+    assert cli.main(["export", "--ensemble", str(pair), str(members[2]), "--out", str(triple)]) == 0
+    crops = faces()
+    # an equal share each: the pair's members a third each, not a quarter (as the pair as one member would give)
+    np.testing.assert_allclose(EmotionClassifier(triple, device="cpu")(crops), member_average(members, crops),
+                               atol=1e-5)
+    info = EmotionClassifier(triple, device="cpu").info
+    assert [m["file"] for m in json.loads(info.extra["members"])] == [
+        f"pair.onnx: {members[0]}", f"pair.onnx: {members[1]}", str(members[2])]
+    assert info.arch == "ensemble of 3: linear1, linear2, linear3"
+    flipped = tmp_path / "flipped.onnx"
+    assert cli.main(["export", "--ensemble", str(members[0]), str(members[1]), "--tta", "flip", "--out",
+                     str(flipped)]) == 0
+    assert cli.main(["export", "--ensemble", str(flipped), str(members[2]), "--out", str(tmp_path / "no.onnx")]) == 1
+    assert "flip TTA cannot be split" in capsys.readouterr().err
