@@ -67,24 +67,26 @@ def checkpoint_probabilities(path: Path, images: np.ndarray, tta_flip: bool) -> 
     return probs, names, cfg["labels"]
 
 
-def scheme_and_levelling(path: Path) -> tuple[str | None, bool]:
-    """The model's label scheme, and whether it was trained on faces with level eyes."""
+def model_traits(path: Path) -> tuple[str | None, bool, bool]:
+    """The model's label scheme, whether it was trained on faces with level eyes, and whether the model itself
+    averages each face with its mirror (an exported model's or ensemble's own flip TTA)."""
     if path.suffix == ".onnx":
         from fer_emotion.app.core.classifier import EmotionClassifier
 
         info = EmotionClassifier(path, device="cpu").info
-        return info.extra.get("scheme"), info.levels_eyes
+        flips = "flip" in (info.extra.get("tta"), info.extra.get("ensemble_tta"))
+        return info.extra.get("scheme"), info.levels_eyes, flips
     from fer_emotion.training.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(path)["config"]
-    return cfg["labels"], cfg.get("align", "none") == "eyes"
+    return cfg["labels"], cfg.get("align", "none") == "eyes", False
 
 
 def main(args: argparse.Namespace) -> int:
     from fer_emotion.training.checkpoint import run_checkpoint
 
     args.model = run_checkpoint(args.model)  # a run folder stands for its best.pt
-    own_scheme, levelled = scheme_and_levelling(args.model)
+    own_scheme, levelled, flips = model_traits(args.model)
     scheme = args.labels or own_scheme or "fer2013"
     if args.vote_rule != "plurality" and scheme != "ferplus":
         raise SystemExit(f"fer-train eval: --vote-rule {args.vote_rule} is for scheme ferplus, not {scheme}")
@@ -97,12 +99,13 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit(f"fer-train eval: the {split_name} split has no labelled faces in {', '.join(map(str, args.data))}")
     images = (level_eyes(data.images) if levelled else data.images).numpy()
     reader = onnx_probabilities if args.model.suffix == ".onnx" else checkpoint_probabilities
-    probs, names, _ = reader(args.model, images, args.tta == "flip")
+    probs, names, _ = reader(args.model, images, args.tta == "flip" and not flips)  # a flip of a flip adds nothing
+    tta = "flip" if flips or args.tta == "flip" else "none"
     expected = list(schemes.SCHEMES[scheme])
     if names != expected:
         raise SystemExit(f"fer-train eval: the model's classes {names} are not scheme {scheme}'s {expected}")
     result = report(confusion_matrix(data.labels.numpy(), probs.argmax(1), len(names)), names)
-    result.update(model=str(args.model), split=split_name, tta=args.tta, scheme=scheme)
+    result.update(model=str(args.model), split=split_name, tta=tta, scheme=scheme)
     if scheme == "ferplus":
         result["vote_rule"] = args.vote_rule
     print(format_report(result))

@@ -175,3 +175,16 @@ def test_a_run_on_level_eyes_asks_the_app_and_eval_for_them(synthetic, tmp_path,
     for model in (run / "best.pt", run / "model.onnx"):
         assert cli.main(["eval", "--data", str(synthetic["csv"]), "--model", str(model)]) == 0
     assert levelled == [14, 14]
+
+
+def test_eval_reports_the_flip_tta_a_model_does_itself(trained_run, synthetic, tmp_path):
+    flipping = tmp_path / "flipping.onnx"
+    assert cli.main(["export", str(trained_run / "best.pt"), "--out", str(flipping), "--tta", "flip"]) == 0
+    base = ["eval", "--data", str(synthetic["csv"]), "--split", "val"]
+    reports = {}
+    for name, model, extra in (("own", flipping, []), ("asked", trained_run / "model.onnx", ["--tta", "flip"]),
+                               ("both", flipping, ["--tta", "flip"])):
+        assert cli.main([*base, "--model", str(model), "--out", str(tmp_path / name), *extra]) == 0
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    assert {r["tta"] for r in reports.values()} == {"flip"}  # the model's own flip is reported as flip
+    assert reports["own"]["confusion_matrix"] == reports["asked"]["confusion_matrix"] == reports["both"]["confusion_matrix"]
