@@ -10,10 +10,10 @@ from pathlib import Path
 
 
 TRAIN_EXAMPLES = """examples:
-  fer-train train --recipe fer2013 --data fer2013.npz --out runs/fer2013
-      the shipped default model: both phases, then runs/fer2013/fer2013.onnx (hours on a CPU)
+  fer-train train --recipe fer2013_wide --data fer2013.npz --out runs/wide
+      the shipped default model: both phases, then runs/wide/fer2013_wide.onnx (hours on a CPU)
   fer-train train --recipe fer2013 --data fer2013.npz --out runs/try --epochs 1
-      the same chain in minutes, to see that it all works
+      a smaller model's chain in minutes, to see that it all works
   fer-train train --data my_faces/ --arch fernet --epochs 30 --out runs/mine
       your own image folder, laid out as ROOT/<split>/<class>/*.jpg (train, val, test)
   fer-train train --resume runs/mine

@@ -14,7 +14,7 @@ from fer_emotion.training.train import TrainConfig, add_train_arguments
 from tests.conftest import REPO
 from tests.training.test_engine import epochs_in
 
-SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "ferplus")
+SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "fer2013_wide", "ferplus")
 MACHINE = {"data", "ferplus", "out", "init", "threads", "progress", "device"}  # where and how, not what
 
 
@@ -37,6 +37,13 @@ def test_a_recipe_chains_its_phases_and_exports_the_last(synthetic, tmp_path):
     assert first["epochs"] == second["epochs"] == 1 and first["batch_size"] == 8  # typed options win, every phase
     model = EmotionClassifier(run / "fer2013.onnx", device="cpu")
     assert model.info.extra["precision"] == "int8" and model.info.arch == "fernet"
+
+
+def test_the_default_recipe_exports_a_model_that_averages_each_face_with_its_mirror(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(recipe_args(synthetic, run, "fer2013_wide")) == 0
+    info = EmotionClassifier(run / "fer2013_wide.onnx", device="cpu").info
+    assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("fernet_deep3_wide", "flip", "int8")
 
 
 def test_a_stopped_recipe_continues_with_resume(synthetic, tmp_path):
