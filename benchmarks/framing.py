@@ -9,7 +9,7 @@ classified. A margin shows the mirrored frame, not the photo's real surroundings
 margin moves the face away from the scale the model was trained at, not how real context reads. Run by
 hand (not part of the test suite):
 
-    .venv/bin/python benchmarks/framing.py --models assets/models/fer2013.onnx --margins 0 0.15 --angles 0 15 30
+    .venv/bin/python benchmarks/framing.py --models assets/models/fer2013_wide.onnx --margins 0 0.15 --angles 0 15 30
 """
 
 from __future__ import annotations
