@@ -209,7 +209,9 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
     if member.info.extra.get("ensemble_tta") == "flip":
         raise EnsembleError(f"{path}: an ensemble with flip TTA cannot be split into its members; give its members")
     listed = json.loads(member.info.extra["members"])
-    softmax_inputs = {node.output[0]: node.input[0] for node in member.proto.graph.node if node.op_type == "Softmax"}
+    wanted = {f"m{index}_probabilities" for index in range(len(listed))}  # the softmax ensemble_graph put after each
+    softmax_inputs = {node.output[0]: node.input[0] for node in member.proto.graph.node
+                      if node.op_type == "Softmax" and node.output[0] in wanted}
     base = {k: v for k, v in member.info.extra.items() if k not in ("members", "ensemble_tta")}
     graph = onnx.ModelProto()
     graph.CopyFrom(member.proto)
