@@ -242,7 +242,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                           "--stop-after (0: none)")
     run.add_argument("--save-every", type=int, default=1, metavar="EPOCHS",
                      help="write last.pt (and a new best.pt) every this many epochs and at the end, not after "
-                          "each: for big models whose epochs take seconds on a GPU")
+                          "each, for big models whose epochs take seconds on a GPU (a kill loses up to N-1 epochs)")
 
 
 def prepare_run_dir(out: Path, overwrite: bool) -> None:
