@@ -243,7 +243,7 @@ def fernet_wide(num_classes: int) -> nn.Module:
 def vgg13m(num_classes: int) -> nn.Module:
     """VGG-style teacher: four stages of two 3x3 conv-BN-ReLU layers (64 to 512 channels), its 3x3x512 map into
     fully connected layers of 1536 and 1024 with dropout 0.5. 13.3M parameters, about 15x fernet_deep3's work a
-    face: the size of the published single VGG models near 73% on FER2013, trained on a GPU (tools/gpu_teacher.sh)
+    face: the size of the published single VGG models near 73% on FER2013, trained on a GPU (tools/gpu_teacher.py)
     as a teacher and ensemble member, too slow for the app's default."""
     stages = ((64, 64), (128, 128), (256, 256), (512, 512))
     layers: list[nn.Module] = []

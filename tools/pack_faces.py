@@ -6,7 +6,8 @@
 `pack` keeps the Training and PublicTest rows (PrivateTest's labels are withheld anyway) and stores their
 pixels as lossless WebP mosaics: 74 MB of pixels in about 52 MB, where the dataset's own zip holds them in 70.
 `unpack` writes them back as a `fer2013.npz` that `fer-train` reads, pixel for pixel the same. The packed file is
-a copy of the dataset: keep it out of the repository (tools/gpu_teacher.sh's folder is ignored by git).
+a copy of the dataset: keep it out of the repository (tools/gpu_teacher.py's .gpu/ folder, which its docstring
+keeps out of git with .git/info/exclude).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -165,11 +166,12 @@ def export(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train export: --data is for --ensemble")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.ensemble:
-        from fer_emotion.training.ensemble import export_ensemble
+        from fer_emotion.training.ensemble import export_ensemble, read_member
 
         metrics = export_ensemble(args.sources, args.out, int8=args.int8, flip=args.tta == "flip", data=args.data)
         scored = f"; validation accuracy {metrics['val_acc']:.4f}" if metrics else ""
-        print(f"wrote {args.out}: the average of {len(args.sources)} models{scored}")
+        count = len(json.loads(read_member(args.out).info.extra["members"]))  # an ensemble given adds its members
+        print(f"wrote {args.out}: the average of {count} models{scored}")
         return 0
     from fer_emotion.training.export import export_checkpoint
 

@@ -7,6 +7,7 @@ back the average: the app, fer-annotate and fer-train eval load it like any othe
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -147,8 +148,9 @@ def ensemble_info(members: list[Member], flip: bool, metrics: dict, names: list[
     if all(m.info.levels_eyes for m in members):
         extra["align"] = "eyes"
     datasets = sorted({m.info.dataset for m in members if m.info.dataset})
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()  # this file's, not a member's
     return replace(first, dataset=" + ".join(datasets), arch=f"ensemble of {len(members)}: "
-                   + ", ".join(m.info.arch for m in members), metrics=metrics, extra=extra)
+                   + ", ".join(m.info.arch for m in members), created=created, metrics=metrics, extra=extra)
 
 
 def probabilities(path: Path, faces: np.ndarray) -> np.ndarray:

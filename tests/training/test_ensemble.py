@@ -89,6 +89,7 @@ def test_an_ensemble_put_into_another_adds_its_members_one_by_one(members, tmp_p
     pair, triple = tmp_path / "pair.onnx", tmp_path / "triple.onnx"
     assert cli.main(["export", "--ensemble", str(members[0]), str(members[1]), "--out", str(pair)]) == 0
     assert cli.main(["export", "--ensemble", str(pair), str(members[2]), "--out", str(triple)]) == 0
+    assert "triple.onnx: the average of 3 models" in capsys.readouterr().out
     crops = faces()
     # an equal share each: the pair's members a third each, not a quarter (as the pair as one member would give)
     np.testing.assert_allclose(EmotionClassifier(triple, device="cpu")(crops), member_average(members, crops),
@@ -97,6 +98,7 @@ def test_an_ensemble_put_into_another_adds_its_members_one_by_one(members, tmp_p
     assert [m["file"] for m in json.loads(info.extra["members"])] == [
         f"pair.onnx: {members[0]}", f"pair.onnx: {members[1]}", str(members[2])]
     assert info.arch == "ensemble of 3: linear1, linear2, linear3"
+    assert info.created > tiny_model_info().created  # the file's own date, not its first member's
     flipped = tmp_path / "flipped.onnx"
     assert cli.main(["export", "--ensemble", str(members[0]), str(members[1]), "--tta", "flip", "--out",
                      str(flipped)]) == 0
