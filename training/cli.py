@@ -166,11 +166,11 @@ def export(args: argparse.Namespace) -> int:
         raise SystemExit("fer-train export: --data is for --ensemble")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.ensemble:
-        from fer_emotion.training.ensemble import export_ensemble, read_member
+        from fer_emotion.training.ensemble import export_ensemble
 
-        metrics = export_ensemble(args.sources, args.out, int8=args.int8, flip=args.tta == "flip", data=args.data)
-        scored = f"; validation accuracy {metrics['val_acc']:.4f}" if metrics else ""
-        count = len(json.loads(read_member(args.out).info.extra["members"]))  # an ensemble given adds its members
+        info = export_ensemble(args.sources, args.out, int8=args.int8, flip=args.tta == "flip", data=args.data)
+        scored = f"; validation accuracy {info.metrics['val_acc']:.4f}" if info.metrics else ""
+        count = len(json.loads(info.extra["members"]))  # an ensemble file given adds its members
         print(f"wrote {args.out}: the average of {count} models{scored}")
         return 0
     from fer_emotion.training.export import export_checkpoint

@@ -237,10 +237,10 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
 
 
 def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bool = False,
-                    data: list[Path] | None = None) -> dict:
+                    data: list[Path] | None = None) -> ModelInfo:
     """``fer-train export --ensemble``: checkpoints and run folders are exported first (as int8 with ``int8``),
     ONNX files are taken as they are, an ensemble file as its members; with ``data``, the ensemble's validation
-    accuracy goes in its metadata. Returns its metrics."""
+    accuracy goes in its metadata. Returns what its metadata says (its members, its metrics)."""
     from fer_emotion.training.export import export_checkpoint
 
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
@@ -257,12 +257,13 @@ def export_ensemble(sources: list[Path], out: Path, int8: bool = False, flip: bo
             names.append(str(source))
         info = write_ensemble(paths, out, flip, names=names)
     if not data:
-        return {}
+        return info
     metrics = {"val_acc": round(validation_accuracy(out, data, info.extra.get("scheme") or "fer2013"), 4)}
+    info = replace(info, metrics=metrics)
     proto = onnx.load(str(out))
-    helper.set_model_props(proto, replace(info, metrics=metrics).to_props())
+    helper.set_model_props(proto, info.to_props())
     save_atomically(proto, out)
-    return metrics
+    return info
 
 
 def save_atomically(proto: onnx.ModelProto, out: Path) -> None:

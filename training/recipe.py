@@ -106,7 +106,8 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
                      number, out)
             return 0
     model = out / f"{args.recipe}.onnx"
-    int8, tta = recipe.get("export", {}).get("int8", False), recipe.get("export", {}).get("tta", "none")
+    export = recipe.get("export", {})
+    int8, tta = export.get("int8", False), export.get("tta", "none")
     export_checkpoint(Path(phases[-1].out), model, int8=int8, tta=tta)
     log.info("recipe %s done: %s%s%s", args.recipe, model, " (int8)" if int8 else "",
              ", averaging each face with its mirror" if tta == "flip" else "")
