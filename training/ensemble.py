@@ -231,7 +231,8 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
         helper.set_model_props(proto, info.to_props())
         part = folder / f"{path.stem}_member{index}.onnx"
         onnx.save(proto, str(part))
-        parts.append((part, f"{path.name}: {entry['file']}"))
+        recorded = entry["file"]  # a member that came through an ensemble already names it: the chain stays one deep
+        parts.append((part, recorded if ": " in recorded else f"{path.name}: {recorded}"))
     log.info("%s: its %d members join the ensemble one by one", path, len(parts))
     return parts
 

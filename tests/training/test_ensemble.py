@@ -95,8 +95,12 @@ def test_an_ensemble_put_into_another_adds_its_members_one_by_one(members, tmp_p
     np.testing.assert_allclose(EmotionClassifier(triple, device="cpu")(crops), member_average(members, crops),
                                atol=1e-5)
     info = EmotionClassifier(triple, device="cpu").info
-    assert [m["file"] for m in json.loads(info.extra["members"])] == [
-        f"pair.onnx: {members[0]}", f"pair.onnx: {members[1]}", str(members[2])]
+    names = [f"pair.onnx: {members[0]}", f"pair.onnx: {members[1]}", str(members[2])]
+    assert [m["file"] for m in json.loads(info.extra["members"])] == names
+    again = tmp_path / "again.onnx"  # built again from itself: the names grow no second "triple.onnx: pair.onnx: "
+    assert cli.main(["export", "--ensemble", str(triple), "--out", str(again)]) == 0
+    assert [m["file"] for m in json.loads(EmotionClassifier(again, device="cpu").info.extra["members"])] == [
+        *names[:2], f"triple.onnx: {members[2]}"]
     assert info.arch == "ensemble of 3: linear1, linear2, linear3"
     assert info.created > tiny_model_info().created  # the file's own date, not its first member's
     flipped = tmp_path / "flipped.onnx"
