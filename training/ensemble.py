@@ -202,8 +202,9 @@ def write_ensemble(paths: list[Path], out: Path, flip: bool, metrics: dict | Non
 
 
 def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
-    """An ensemble file's members as model files of their own in ``folder``, each with its metadata, and the
-    names its metadata gives them; a plain model: itself. So that an ensemble put into another one adds its
+    """An ensemble file's members as model files of their own in ``folder``, each with its metadata, and a name:
+    ``ENSEMBLE.onnx: NAME`` for the name its metadata records, that name alone where it already names the
+    ensemble it came through; a plain model: itself. So that an ensemble put into another one adds its
     members one by one (an equal share each), not as one member."""
     member = read_member(path)
     if "members" not in member.info.extra:
@@ -231,7 +232,7 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
         helper.set_model_props(proto, info.to_props())
         part = folder / f"{path.stem}_member{index}.onnx"
         onnx.save(proto, str(part))
-        recorded = entry["file"]  # a member that came through an ensemble already names it: the chain stays one deep
+        recorded = entry["file"]
         parts.append((part, recorded if ": " in recorded else f"{path.name}: {recorded}"))
     log.info("%s: its %d members join the ensemble one by one", path, len(parts))
     return parts
