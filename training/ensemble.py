@@ -7,7 +7,6 @@ back the average: the app, fer-annotate and fer-train eval load it like any othe
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import onnx
 import onnx.utils
 from onnx import TensorProto, helper, numpy_helper
 
-from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
+from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError, created_now
 
 log = logging.getLogger(__name__)
 SHARED_FIELDS = ("labels", "input_size", "grayscale", "mean", "std", "crop_margin")  # members must agree on these
@@ -148,9 +147,9 @@ def ensemble_info(members: list[Member], flip: bool, metrics: dict, names: list[
     if all(m.info.levels_eyes for m in members):
         extra["align"] = "eyes"
     datasets = sorted({m.info.dataset for m in members if m.info.dataset})
-    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()  # this file's, not a member's
     return replace(first, dataset=" + ".join(datasets), arch=f"ensemble of {len(members)}: "
-                   + ", ".join(m.info.arch for m in members), created=created, metrics=metrics, extra=extra)
+                   + ", ".join(m.info.arch for m in members), created=created_now(),  # this file's, not a member's
+                   metrics=metrics, extra=extra)
 
 
 def probabilities(path: Path, faces: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -12,7 +11,7 @@ import numpy as np
 import onnx
 import torch
 
-from fer_emotion.app.core.metadata import ModelInfo
+from fer_emotion.app.core.metadata import ModelInfo, created_now
 from fer_emotion.models import create_model
 from fer_emotion.training import labels as schemes
 from fer_emotion.training.checkpoint import load_checkpoint, load_model_state, run_checkpoint
@@ -39,7 +38,7 @@ def model_info(state: dict, tta: str = "none") -> ModelInfo:
         emoji={c: schemes.EMOJI[c] for c in classes if c in schemes.EMOJI},
         dataset=f"{'+'.join(Path(d).name for d in cfg['data'])} ({cfg['labels']} labels)",
         arch=cfg["arch"],
-        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        created=created_now(),
         metrics={"val_acc": round(float(val.get("val_acc", 0.0)), 4), "epoch": int(state.get("epoch", 0))},
         extra={"framework": f"torch {torch.__version__}", "scheme": cfg["labels"],
                **({"tta": tta} if tta != "none" else {}),

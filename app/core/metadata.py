@@ -6,6 +6,7 @@ Every value is a string; lists and maps are JSON.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 
@@ -13,6 +14,11 @@ REQUIRED_KEYS = ("labels", "input_size", "grayscale", "mean", "std", "crop_margi
 PROVENANCE_KEYS = ("dataset", "arch", "created", "metrics")
 
 FIX_HINT = "re-export it with `fer-train export CHECKPOINT --out model.onnx`, which writes the metadata"
+
+
+def created_now() -> str:
+    """The ``created`` value of a model file written now: UTC, to the second, ISO 8601."""
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
 class ModelMetadataError(ValueError):
