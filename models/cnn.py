@@ -239,13 +239,9 @@ def fernet_wide(num_classes: int) -> nn.Module:
     return staged_net(((16,), (32, 32), (96, 96), (192, 192), (384,)), num_classes)
 
 
-@register("vgg13m")
-def vgg13m(num_classes: int) -> nn.Module:
-    """VGG-style teacher: four stages of two 3x3 conv-BN-ReLU layers (64 to 512 channels), its 3x3x512 map into
-    fully connected layers of 1536 and 1024 with dropout 0.5. 13.3M parameters, about 15x fernet_deep3's work a
-    face: the size of the published single VGG models near 73% on FER2013, trained on a GPU (tools/gpu_teacher.py)
-    as a teacher and ensemble member, too slow for the app's default."""
-    stages = ((64, 64), (128, 128), (256, 256), (512, 512))
+def vgg_net(stages: tuple[tuple[int, ...], ...], hidden: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """VGG-style: stages of 3x3 conv-BN-ReLU layers, each ending in a 2x2 max pool (48 px down to 3), the last
+    3x3 map flattened into fully connected layers of ``hidden`` widths, each with dropout 0.5."""
     layers: list[nn.Module] = []
     cin = 1
     for widths in stages:
@@ -253,9 +249,30 @@ def vgg13m(num_classes: int) -> nn.Module:
             layers.append(conv_bn_relu(cin, width))
             cin = width
         layers.append(nn.MaxPool2d(2))
-    head = [nn.Flatten(), nn.Dropout(0.5), nn.Linear(cin * 3 * 3, 1536), nn.ReLU(inplace=True), nn.Dropout(0.5),
-            nn.Linear(1536, 1024), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(1024, num_classes)]
-    return nn.Sequential(*layers, *head)
+    layers += [nn.Flatten(), nn.Dropout(0.5)]
+    features = cin * 3 * 3
+    for width in hidden:
+        layers += [nn.Linear(features, width), nn.ReLU(inplace=True), nn.Dropout(0.5)]
+        features = width
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+@register("vgg13m")
+def vgg13m(num_classes: int) -> nn.Module:
+    """VGG-style teacher: four stages of two 3x3 conv-BN-ReLU layers (64 to 512 channels), its 3x3x512 map into
+    fully connected layers of 1536 and 1024 with dropout 0.5. 13.3M parameters, about 15x fernet_deep3's work a
+    face: the size of the published single VGG models near 73% on FER2013, trained on a GPU (tools/gpu_teacher.py)
+    as a teacher and ensemble member, too slow for the app's default (int8: 2.9 ms a face, one thread)."""
+    return vgg_net(((64, 64), (128, 128), (256, 256), (512, 512)), (1536, 1024), num_classes)
+
+
+@register("vgg_mid")
+def vgg_mid(num_classes: int) -> nn.Module:
+    """vgg13m at half its width (32 to 256 channels; fully connected 1024 and 512): a quarter of its work a face,
+    4.06M parameters. An untrained int8 export with flip TTA took 1.68 ms a face against the default's 0.64 (one
+    thread, batch of 4, benchmarks/speed.py beside a training run): a student inside the default's 2 ms."""
+    return vgg_net(((32, 32), (64, 64), (128, 128), (256, 256)), (1024, 512), num_classes)
 
 
 @register("vgg_small")
