@@ -262,8 +262,9 @@ def vgg_net(stages: tuple[tuple[int, ...], ...], hidden: tuple[int, ...], num_cl
 def vgg13m(num_classes: int) -> nn.Module:
     """VGG-style teacher: four stages of two 3x3 conv-BN-ReLU layers (64 to 512 channels), its 3x3x512 map into
     fully connected layers of 1536 and 1024 with dropout 0.5. 13.3M parameters, about 15x fernet_deep3's work a
-    face: the size of the published single VGG models near 73% on FER2013, trained on a GPU (tools/gpu_teacher.py)
-    as a teacher and ensemble member, too slow for the app's default (int8: 2.9 ms a face, one thread)."""
+    face: the size of the published single VGG models near 73% on FER2013. A teacher and ensemble member (the one in
+    fer2013_ensemble.onnx took 5.1 hours on this project's CPU; tools/gpu_teacher.py trains it on a GPU), too slow
+    for the app's default (int8: 2.9 ms a face, one thread)."""
     return vgg_net(((64, 64), (128, 128), (256, 256), (512, 512)), (1536, 1024), num_classes)
 
 
