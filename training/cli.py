@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 TRAIN_EXAMPLES = """examples:
-  fer-train train --recipe fer2013_wide --data fer2013.npz --out runs/wide
-      the shipped default model: both phases, then runs/wide/fer2013_wide.onnx (hours on a CPU)
+  fer-train train --recipe fer2013_vgg --data fer2013.npz --out runs/vgg
+      the shipped default model: both phases, then runs/vgg/fer2013_vgg.onnx (hours on a CPU)
   fer-train train --recipe fer2013 --data fer2013.npz --out runs/try --epochs 1
       a smaller model's chain in minutes, to see that it all works
   fer-train train --data my_faces/ --arch fernet --epochs 30 --out runs/mine

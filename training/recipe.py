@@ -60,6 +60,8 @@ def phase_arguments(base: argparse.Namespace, recipe: dict, explicit: dict, out:
     settings, phases = {}, []
     for number, phase in enumerate(recipe["phase"], start=1):
         settings.update(phase)
+        if "teacher" in phase:  # paths, as the command line's --teacher gives them
+            settings["teacher"] = [Path(p) for p in phase["teacher"]]
         values = {**vars(base), **settings, **explicit, "out": out / f"phase{number}", "resume": None,
                   "recipe": None, "init": out / f"phase{number - 1}" if number > 1 else explicit.get("init")}
         phases.append(argparse.Namespace(**values))

@@ -78,7 +78,7 @@ class TrainConfig:
     init: str | None
     skip_bad: bool
     out: str
-    amp: bool = False  # bfloat16 autocast (helps on GPUs; measured no faster on this CPU)
+    amp: bool = False  # bfloat16 autocast (GPUs; CPUs with AMX)
     teacher: tuple[str, ...] = ()  # checkpoints, run folders or ONNX models whose predictions are mixed into the targets
     distill: float = 0.5  # share of the teachers' probabilities in each training target
     distill_temperature: float = 2.0
@@ -126,7 +126,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     start = parser.add_argument_group("recipe (a shipped model's training; the options below then change it)")
     start.add_argument("--recipe", choices=recipe_names(), metavar="NAME",
                        help=f"train as a shipped model was trained, phases chained and exported: "
-                            f"{', '.join(recipe_names())} (training/recipes/NAME.toml)")
+                            f"{', '.join(recipe_names())} (training/recipes/NAME.toml); an option typed "
+                            "beside it (--lr, --epochs, --no-amp) holds for every phase")
     data, model, optim, aug, pre, run, research = (parser.add_argument_group(title) for title in (
         "data", "model", "optimisation", "augmentation", "preprocessing (stored in the model)", "run",
         "research (measured in docs/experiments.md; no shipped recipe uses these)"))
@@ -194,7 +195,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                           help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                                "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
-    research.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (for GPUs)")
+    research.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                          help="bfloat16 mixed precision: for GPUs, and CPUs with AMX (half the step time on this "
+                               "project's Intel Xeon, no faster on its AMD EPYC); --no-amp turns off a "
+                               "recipe's")
     optim.add_argument("--ema", type=float, default=0.0,
                        help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
                             "averaged weights, which start as the first weights and keep decay**steps of them "

@@ -61,13 +61,19 @@ def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
-def test_shipped_model_runs_its_first_layer_in_float(path):
+def test_shipped_model_runs_its_first_layer_in_float_where_a_pool_follows_it(path):
     """training.quantize.float_first_layer: onnxruntime's fused kernel for a one-channel convolution is its
-    slowest per multiply, so the int8 files keep their first convolution in float (its dequantised weights)."""
+    slowest per multiply, so the int8 files keep a first convolution that a max-pool follows in float (its
+    dequantised weights). VGG-style nets put a second convolution before the pool and keep theirs int8: on the
+    Intel Xeon host fer2013_vgg.onnx took 1.69 ms a face with it in float against 1.68 int8."""
     import onnx
 
+    from fer_emotion.training.quantize import float_first_layer
+
     model = onnx.load(path)
-    assert weight_types(model)[0] == onnx.TensorProto.FLOAT
+    assert not float_first_layer(model)  # nothing left that it would convert
+    if EmotionClassifier(path, device="cpu").info.arch.startswith("fernet"):
+        assert weight_types(model)[0] == onnx.TensorProto.FLOAT
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)  # the rest is still int8
 
 

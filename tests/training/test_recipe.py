@@ -4,17 +4,20 @@ import argparse
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
 from fer_emotion.app.core.classifier import EmotionClassifier
+from fer_emotion.app.core.shipped import models_folder
 from fer_emotion.training import cli
+from fer_emotion.training.cli import typed_train_options
 from fer_emotion.training.recipe import phase_arguments, read_recipe, recipe_names
 from fer_emotion.training.train import TrainConfig, add_train_arguments
 from tests.conftest import REPO
 from tests.training.test_engine import epochs_in
 
-SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "fer2013_wide", "ferplus")
+SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "fer2013_vgg", "fer2013_wide", "ferplus")
 MACHINE = {"data", "ferplus", "out", "init", "threads", "progress", "device"}  # where and how, not what
 
 
@@ -39,11 +42,26 @@ def test_a_recipe_chains_its_phases_and_exports_the_last(synthetic, tmp_path):
     assert model.info.extra["precision"] == "int8" and model.info.arch == "fernet"
 
 
-def test_the_default_recipe_exports_a_model_that_averages_each_face_with_its_mirror(synthetic, tmp_path):
+def test_the_default_recipe_is_taught_by_the_shipped_ensemble_and_averages_each_face_with_its_mirror(
+        synthetic, tmp_path):
     run = tmp_path / "run"
-    assert cli.main(recipe_args(synthetic, run, "fer2013_wide")) == 0
-    info = EmotionClassifier(run / "fer2013_wide.onnx", device="cpu").info
-    assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("fernet_deep3_wide", "flip", "int8")
+    assert cli.main(recipe_args(synthetic, run, "fer2013_vgg")) == 0
+    first, second = config(run / "phase1"), config(run / "phase2")
+    ensemble = str(models_folder() / "fer2013_ensemble.onnx")
+    assert first["teacher"] == second["teacher"] == [ensemble] and first["amp"] and second["reframe"] == 1.0
+    info = EmotionClassifier(run / "fer2013_vgg.onnx", device="cpu").info
+    assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("vgg_mid", "flip", "int8")
+
+
+def test_options_typed_with_a_recipe_win_over_it_even_to_turn_a_flag_off(tmp_path):
+    typed = typed_train_options(["train", "--no-amp", "--teacher", "runs/mine.onnx"])
+    defaults = argparse.ArgumentParser()
+    add_train_arguments(defaults)
+    recipe = read_recipe("fer2013_vgg", set(vars(defaults.parse_args([]))))
+    phases = phase_arguments(defaults.parse_args([]), recipe, typed, tmp_path)
+    assert [(p.amp, p.teacher) for p in phases] == [(False, [Path("runs/mine.onnx")])] * 2
+    untouched = phase_arguments(defaults.parse_args([]), recipe, {}, tmp_path)
+    assert [(p.amp, p.teacher) for p in untouched] == [(True, [Path("fer2013_ensemble.onnx")])] * 2
 
 
 def test_a_stopped_recipe_continues_with_resume(synthetic, tmp_path):
