@@ -181,24 +181,23 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     research.add_argument("--class-weights", action="store_true", help="inverse-frequency class weights")
     research.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
     research.add_argument("--cutmix", action="store_true", help="CutMix instead of mixup")
-    research.add_argument("--teacher", type=Path, action="append", default=[], metavar="MODEL",
-                          help="distil from this trained model of the same classes: a run folder (its best.pt), a "
-                               "checkpoint or an .onnx file (a shipped model by its name: fer2013_ensemble.onnx); "
-                               "repeat to average several")
-    research.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
-                          help="share of the teachers' probabilities in each target (with --teacher)")
-    research.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
-                          help="softens the teachers' probabilities as softmax(logits / T)")
+    optim.add_argument("--teacher", type=Path, action="append", default=[], metavar="MODEL",
+                       help="distil from this trained model of the same classes: a run folder (its best.pt), a "
+                            "checkpoint or an .onnx file (a shipped model by its name: fer2013_ensemble.onnx); "
+                            "repeat to average several")
+    optim.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
+                       help="share of the teachers' probabilities in each target (with --teacher)")
+    optim.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+                       help="softens the teachers' probabilities as softmax(logits / T)")
     research.add_argument("--distill-online", action="store_true",
                           help="the teachers score every augmented batch as the student sees it, rather than each "
                                "clean face once before training (slower: the shipped ensemble made a 41 s epoch 47 s)")
     research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                           help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                                "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
-    research.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                          help="bfloat16 mixed precision: for GPUs, and CPUs with AMX (half the step time on this "
-                               "project's Intel Xeon, no faster on its AMD EPYC); --no-amp turns off a "
-                               "recipe's")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
+                     help="bfloat16 mixed precision: for GPUs, and CPUs with AMX (half the step time on this "
+                          "project's Intel Xeon, no faster on its AMD EPYC); --no-amp turns off a recipe's")
     optim.add_argument("--ema", type=float, default=0.0,
                        help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
                             "averaged weights, which start as the first weights and keep decay**steps of them "
@@ -216,10 +215,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     aug.add_argument("--contrast", type=float, default=0.0, metavar="C",
                      help="random contrast: each face's spread about its own mean times a factor drawn in 1 +- C "
                           "(0-1; 0: off); applied before --brightness")
-    research.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
-                          help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
-                               "an enlarged copy and cut by its crop (computed once, minutes; cached in "
-                               "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
+    aug.add_argument("--reframe", type=float, default=0.0, metavar="SHARE",
+                     help="show this share of training faces (0-1) as the app frames them: found by its MTCNN in "
+                          "an enlarged copy and cut by its crop (computed once, minutes; cached in "
+                          "~/.cache/fer-emotion/reframe); validation then also reports val_framed_acc")
     pre.add_argument("--mean", type=float, default=0.5, help="input = (pixel/255 - mean) / std")
     pre.add_argument("--std", type=float, default=0.25, help="see --mean")
     pre.add_argument("--crop-margin", type=float, default=0.0,
