@@ -65,8 +65,9 @@ def test_squeeze_excite_scales_each_channel_by_a_gate_from_its_mean():
 
 
 def test_vgg_mid_is_vgg13m_at_half_width():
-    full, half = create_model("vgg13m", 7).state_dict(), create_model("vgg_mid", 7).state_dict()
-    assert sum(p.numel() for p in create_model("vgg13m", 7).parameters()) == 13_346_631  # as its checkpoints hold
+    vgg13m = create_model("vgg13m", 7)
+    full, half = vgg13m.state_dict(), create_model("vgg_mid", 7).state_dict()
+    assert sum(p.numel() for p in vgg13m.parameters()) == 13_346_631  # as its checkpoints hold
     assert list(full) == list(half)  # the same layers under the same names: one builder for both
     first, last = "0.0.weight", [k for k in full if full[k].dim() == 2][-1]  # the last linear layer
     assert (full[first].shape, half[first].shape) == ((64, 1, 3, 3), (32, 1, 3, 3))

@@ -53,14 +53,19 @@ def test_the_default_recipe_is_taught_by_the_shipped_ensemble_and_averages_each_
     assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("vgg_mid", "flip", "int8")
 
 
-def test_options_typed_with_a_recipe_win_over_it_even_to_turn_a_flag_off(tmp_path):
-    typed = typed_train_options(["train", "--no-amp", "--teacher", "runs/mine.onnx"])
+def recipe_phases(name, typed, out):
+    """A recipe's phases as ``fer-train train`` would run them, with ``typed`` options given beside it."""
     defaults = argparse.ArgumentParser()
     add_train_arguments(defaults)
-    recipe = read_recipe("fer2013_vgg", set(vars(defaults.parse_args([]))))
-    phases = phase_arguments(defaults.parse_args([]), recipe, typed, tmp_path)
+    recipe = read_recipe(name, set(vars(defaults.parse_args([]))))
+    return phase_arguments(defaults.parse_args([]), recipe, typed, out)
+
+
+def test_options_typed_with_a_recipe_win_over_it_even_to_turn_a_flag_off(tmp_path):
+    typed = typed_train_options(["train", "--no-amp", "--teacher", "runs/mine.onnx"])
+    phases = recipe_phases("fer2013_vgg", typed, tmp_path)
     assert [(p.amp, p.teacher) for p in phases] == [(False, [Path("runs/mine.onnx")])] * 2
-    untouched = phase_arguments(defaults.parse_args([]), recipe, {}, tmp_path)
+    untouched = recipe_phases("fer2013_vgg", {}, tmp_path)
     assert [(p.amp, p.teacher) for p in untouched] == [(True, [Path("fer2013_ensemble.onnx")])] * 2
 
 
@@ -96,10 +101,7 @@ def test_each_shipped_card_names_its_recipe_and_the_recipe_is_what_the_card_ran(
     assert set(SHIPPED) <= set(recipe_names())
     card, commands = card_commands(name)
     assert f"--recipe {name} " in card
-    defaults = argparse.ArgumentParser()
-    add_train_arguments(defaults)
-    recipe = read_recipe(name, set(vars(defaults.parse_args([]))))
-    phases = phase_arguments(defaults.parse_args([]), recipe, {}, REPO / "runs")
+    phases = recipe_phases(name, {}, REPO / "runs")
     assert len(phases) == len(commands)
     fields = {f.name for f in __import__("dataclasses").fields(TrainConfig)} - MACHINE
     for phase, command in zip(phases, commands):
