@@ -28,7 +28,7 @@ class OptionsHelp(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        quiet = action.default in (None, True, False, [], argparse.SUPPRESS) or not action.option_strings
+        quiet = action.default in (None, True, False, [], "", argparse.SUPPRESS) or not action.option_strings
         return text if quiet or "%(default)" in text else f"{text} (default: %(default)s)"
 
 

@@ -104,9 +104,32 @@ def subset(split: SplitData, count: int, generator: torch.Generator) -> SplitDat
     """At most ``count`` faces of ``split``, drawn by ``generator`` (all of them, in order, when it has fewer)."""
     if len(split) <= count:
         return split
-    keep = torch.randperm(len(split), generator=generator)[:count].sort().values
+    return picked(split, torch.randperm(len(split), generator=generator)[:count].sort().values)
+
+
+def picked(split: SplitData, keep: torch.Tensor) -> SplitData:
+    """The faces of ``split`` that ``keep`` (indices or a mask) selects."""
     pick = lambda tensor: None if tensor is None else tensor[keep]  # noqa: E731
     return SplitData(split.images[keep], split.labels[keep], pick(split.soft), pick(split.reframed))
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """``"I/K"`` (the I-th of K folds, 1 <= I <= K, K >= 2) as (I, K); ValueError otherwise."""
+    try:
+        fold, folds = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"a fold is written I/K (the I-th of K, e.g. 1/4), not {text!r}") from None
+    if folds < 2 or not 1 <= fold <= folds:
+        raise ValueError(f"fold {text}: I/K needs K of 2 or more and I from 1 to K")
+    return fold, folds
+
+
+def fold_numbers(count: int, folds: int) -> torch.Tensor:
+    """Each of ``count`` training faces' fold, 1 to ``folds``: the faces shuffled by a seed of their own (not the
+    run's) and dealt out in turn, so every run on the same data agrees which faces each fold holds."""
+    numbers = torch.empty(count, dtype=torch.long)
+    numbers[torch.randperm(count, generator=torch.Generator().manual_seed(0))] = torch.arange(count) % folds + 1
+    return numbers
 
 
 def floored(soft: torch.Tensor, floor: float) -> torch.Tensor:

@@ -4,6 +4,10 @@ A teacher is a fer-train checkpoint (a run folder means its ``best.pt``) or an O
 an ensemble made by ``fer-train export --ensemble`` too, for the run's classes. By default each teacher scores
 every clean training face once (averaged with the mirrored face) before training; with ``online`` it scores each
 augmented batch as the student sees it, so the targets follow the views ("consistent teaching").
+
+Cross-fitted teachers are runs that each left one fold of the training split out (``fer-train train --fold I/K``):
+each scores only the faces it never trained on, so a face's target carries a judgement of it rather than an echo
+of its label (a teacher trained on a face agrees with that face's label far more often than with a new face's).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch.nn.functional as F
 from fer_emotion.models import create_model
 from fer_emotion.training.augment import normalize
 from fer_emotion.training.checkpoint import CheckpointError, load_checkpoint, load_model_state, run_checkpoint
+from fer_emotion.training.datasets import parse_fold
 from fer_emotion.training.engine import batches
 
 log = logging.getLogger(__name__)
@@ -30,6 +35,8 @@ class Teacher:
                  device: torch.device = torch.device("cpu"), threads: int = 0) -> None:
         self.path, self.temperature, self.device = run_checkpoint(Path(path)), temperature, device
         self._model = self._session = None
+        self.fold: tuple[int, int] | None = None  # (I, K): a run that left the I-th of K folds out
+        self.data: list[str] = []  # the file names it was trained on (checkpoints only)
         if self.path.suffix == ".onnx":
             from fer_emotion.app.core.classifier import EmotionClassifier, ModelLoadError
 
@@ -44,6 +51,8 @@ class Teacher:
             config = state["config"]
             found, self.mean, self.std = list(state["classes"]), config["mean"], config["std"]
             teacher_size = size  # checkpoints do not record it; a mismatch fails in the first batch
+            self.fold = parse_fold(config["fold"]) if config.get("fold") else None
+            self.data = [Path(p).name for p in config["data"]]
             self._model = create_model(config["arch"], len(found))
             load_model_state(self._model, state["model"], config["arch"], self.path)
             self._model = self._model.to(device, memory_format=torch.channels_last).eval()
@@ -104,13 +113,46 @@ def check_settings(weight: float, temperature: float, teachers: Sequence[Path] =
         raise ValueError(f"the distillation temperature must be positive, not {temperature}")
 
 
-def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.Tensor, weight: float) -> torch.Tensor:
-    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)`` on the clean faces."""
-    taught, labels = torch.zeros_like(targets), targets.argmax(1)
+def cross_fitted(teachers: Teachers, data: Sequence[str]) -> int:
+    """K when ``teachers`` are runs that left out folds of K (every fold at least once) of the same data, 0 when
+    none left a fold out; ValueError for anything between."""
+    folds = [t.fold for t in teachers.teachers]
+    if all(f is None for f in folds):
+        return 0
+    if any(f is None for f in folds):
+        plain = [str(t.path) for t in teachers.teachers if t.fold is None]
+        raise ValueError(f"teachers that left out a fold (--fold) and teachers that did not cannot be mixed: "
+                         f"{', '.join(plain)} trained on every face")
+    counts = {k for _, k in folds}
+    if len(counts) > 1:
+        raise ValueError(f"the teachers left out folds of different counts: {sorted(counts)}")
+    (count,) = counts
+    missing = sorted(set(range(1, count + 1)) - {i for i, _ in folds})
+    if missing:
+        raise ValueError(f"no teacher left out fold {', '.join(f'{i}/{count}' for i in missing)}, so no teacher "
+                         "can judge those faces unseen")
+    names = [Path(p).name for p in data]
     for teacher in teachers.teachers:
-        probs = teacher_probabilities(teacher, images)
-        log.info("teacher %s agrees with %.4f of the training labels", teacher.path,
-                 float((probs.argmax(1) == labels).float().mean()))
-        taught += probs / len(teachers.teachers)
-    return (1 - weight) * targets + weight * taught
+        if teacher.data != names:
+            raise ValueError(f"{teacher.path} was trained on {', '.join(teacher.data)}, not {', '.join(names)}: "
+                             "its folds are not this run's")
+    return count
+
+
+def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.Tensor, weight: float,
+                      folds: torch.Tensor | None = None) -> torch.Tensor:
+    """``(1 - weight) * targets + weight * (the teachers' mean softened probabilities)`` on the clean faces. With
+    ``folds`` (each face's fold, 1 to K), each teacher scores only the faces of the fold it left out, and a face's
+    teachers are those that never saw it."""
+    taught, labels = torch.zeros_like(targets), targets.argmax(1)
+    judges = torch.zeros(len(targets), 1)
+    for teacher in teachers.teachers:
+        faces = torch.arange(len(targets)) if folds is None else torch.nonzero(folds == teacher.fold[0]).flatten()
+        probs = teacher_probabilities(teacher, images[faces])
+        seen = "the training labels" if folds is None else f"the labels of the {len(faces)} faces it left out"
+        log.info("teacher %s agrees with %.4f of %s", teacher.path,
+                 float((probs.argmax(1) == labels[faces]).float().mean()), seen)
+        taught[faces] += probs
+        judges[faces] += 1
+    return (1 - weight) * targets + weight * taught / judges
 

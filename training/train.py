@@ -26,9 +26,10 @@ from fer_emotion.training.checkpoint import (
     CheckpointError, initial_weights, load_checkpoint, load_model_state, run_checkpoint, save_checkpoint,
 )
 from fer_emotion.training.datasets import (
-    SplitData, class_counts, floored, level_eyes, read_sources, reframed, split_sources, subset,
+    SplitData, class_counts, floored, fold_numbers, level_eyes, parse_fold, picked, read_sources, reframed,
+    split_sources, subset,
 )
-from fer_emotion.training.distill import check_settings, distilled_targets, load_teachers
+from fer_emotion.training.distill import check_settings, cross_fitted, distilled_targets, load_teachers
 from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
@@ -83,6 +84,7 @@ class TrainConfig:
     distill: float = 0.5  # share of the teachers' probabilities in each training target
     distill_temperature: float = 2.0
     distill_online: bool = False  # the teachers score each augmented batch, not the clean faces once
+    fold: str = ""  # "I/K": the I-th of K fixed folds of the training split is left out (a cross-fitted teacher)
     soft_floor: float = 0.0  # soft target probabilities below this are dropped (FER+ single votes: about 0.1)
     sam: float = 0.0  # sharpness-aware minimisation radius (0: plain steps)
     align: str = "none"  # eyes: every face turned so its eyes are level, as the app then turns this model's crops
@@ -192,6 +194,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     research.add_argument("--distill-online", action="store_true",
                           help="the teachers score every augmented batch as the student sees it, rather than each "
                                "clean face once before training (slower: the shipped ensemble made a 41 s epoch 47 s)")
+    research.add_argument("--fold", default="", metavar="I/K",
+                          help="leave the I-th of K fixed folds of the training split out (e.g. 1/4; the folds are "
+                               "the same for every run on the same data): K such runs, one per fold, given together "
+                               "as --teacher, each teach only the faces they never saw (cross-fitting)")
     research.add_argument("--sam", type=float, default=0.0, metavar="RHO",
                           help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                                "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
@@ -442,9 +448,15 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         rule_vals.update({rule: split_sources(sources, cfg.labels, cfg.label_map, vote_rule=rule)["val"]
                           for rule in schemes.VOTE_RULES if rule != "plurality"})
     val = rule_vals.pop(cfg.vote_rule)
+    if cfg.fold:
+        fold, folds = parse_fold(cfg.fold)
+        left_out = fold_numbers(len(train), folds) == fold
+        train = picked(train, ~left_out)
+        log.info("fold %s: %d training faces left out for this run to judge as a teacher", cfg.fold,
+                 int(left_out.sum()))
     if cfg.limit:
-        picked = torch.Generator().manual_seed(cfg.seed)
-        train, val = subset(train, cfg.limit, picked), subset(val, cfg.limit, picked)
+        drawn = torch.Generator().manual_seed(cfg.seed)
+        train, val = subset(train, cfg.limit, drawn), subset(val, cfg.limit, drawn)
         rule_vals = {rule: subset(other, cfg.limit, torch.Generator().manual_seed(cfg.seed))
                      for rule, other in rule_vals.items()}
     framed_val = None
@@ -470,9 +482,17 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                                      train.images.shape[-1], device, torch.get_num_threads())
         except CheckpointError as err:
             raise SystemExit(f"fer-train: {err}") from None
+        try:
+            folds = cross_fitted(teachers, cfg.data)
+        except ValueError as err:
+            raise SystemExit(f"fer-train: {err}") from None
+        if folds and (cfg.distill_online or cfg.limit or cfg.fold):
+            raise SystemExit("fer-train: cross-fitted teachers (runs with --fold) judge the faces of the whole "
+                             "training split they left out, once: not with --distill-online, --limit or --fold")
         if not cfg.distill_online:
             base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
-            train.soft = distilled_targets(teachers, train.images, base, cfg.distill)
+            train.soft = distilled_targets(teachers, train.images, base, cfg.distill,
+                                           fold_numbers(len(train), folds) if folds else None)
             teachers = None
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))
@@ -699,6 +719,11 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
         raise SystemExit("fer-train train: --soft-floor takes a probability between 0 and 1 and needs --soft")
     if cfg.sam < 0:
         raise SystemExit("fer-train train: --sam takes a radius of 0 (off) or more")
+    if cfg.fold:
+        try:
+            parse_fold(cfg.fold)
+        except ValueError as err:
+            raise SystemExit(f"fer-train train: --fold: {err}") from None
     if not 0 <= cfg.reframe <= 1:
         raise SystemExit("fer-train train: --reframe takes a share between 0 (off) and 1")
     for name in ("brightness", "contrast"):

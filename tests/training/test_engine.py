@@ -198,6 +198,66 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
                                 str(synthetic["votes"]), "--teacher", str(wrong)))
 
 
+def test_fold_numbers_are_fixed_balanced_and_parsed_strictly():
+    from fer_emotion.training.datasets import fold_numbers, parse_fold
+
+    numbers = fold_numbers(42, 4)
+    assert torch.equal(numbers, fold_numbers(42, 4))  # the same for every run, whatever its seed
+    torch.manual_seed(123)
+    assert torch.equal(numbers, fold_numbers(42, 4))
+    assert sorted(torch.bincount(numbers).tolist()) == [0, 10, 10, 11, 11]  # folds 1-4 (no fold 0), sizes within one
+    assert not torch.equal(numbers[:21], torch.arange(21) % 4 + 1)  # shuffled, not dealt in file order
+    assert parse_fold("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "1/1", "x", "1/2/3", "1.5/4"):
+        with pytest.raises(ValueError):
+            parse_fold(bad)
+
+
+def test_cross_fitted_teachers_each_judge_only_the_faces_they_left_out(synthetic, tmp_path, caplog):
+    from fer_emotion.training.datasets import fold_numbers, load_splits
+    from fer_emotion.training.distill import cross_fitted, distilled_targets, load_teachers, teacher_probabilities
+
+    halves = [tmp_path / "fold1", tmp_path / "fold2"]
+    with caplog.at_level("INFO", logger="fer_emotion.training.train"):
+        for number, run in enumerate(halves, 1):
+            assert cli.main(train_args(synthetic, run, "--epochs", "2", "--fold", f"{number}/2")) == 0
+    train = load_splits([synthetic["csv"]], "fer2013")["train"]
+    folds = fold_numbers(len(train), 2)
+    counted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train ")]
+    assert [int(line.split()[1]) for line in counted] == [int((folds != 1).sum()), int((folds != 2).sum())]
+    assert json.loads((halves[0] / "config.json").read_text())["fold"] == "1/2"
+
+    size, onehot = train.images.shape[-1], torch.nn.functional.one_hot(train.labels, 7).float()
+    teachers = load_teachers(halves, FER2013, 1.0, size)
+    assert cross_fitted(teachers, [str(synthetic["csv"])]) == 2
+    targets = distilled_targets(teachers, train.images, onehot, 0.5, folds)
+    for number, teacher in enumerate(teachers.teachers, 1):
+        mine = folds == number  # judged by the teacher that left them out, and only by it
+        expected = 0.5 * onehot[mine] + 0.5 * teacher_probabilities(teacher, train.images[mine])
+        assert torch.allclose(targets[mine], expected, atol=1e-6)
+    other = teacher_probabilities(teachers.teachers[1], train.images[folds == 1])
+    assert not torch.allclose(targets[folds == 1], 0.5 * onehot[folds == 1] + 0.5 * other, atol=1e-3)
+
+    both = ["--teacher", str(halves[0]), "--teacher", str(halves[1])]
+    student = tmp_path / "student"
+    assert cli.main(train_args(synthetic, student, "--epochs", "1", *both)) == 0
+    assert (student / "best.pt").is_file()
+    refusals = {
+        "cannot be mixed": [*both, "--teacher", str(halves[1] / "model.onnx")],
+        "no teacher left out fold 2/2": ["--teacher", str(halves[0])],
+        "not with --distill-online": [*both, "--distill-online"],
+    }
+    for message, extra in refusals.items():
+        with pytest.raises(SystemExit, match=message):
+            cli.main(train_args(synthetic, tmp_path / "bad", "--epochs", "1", "--overwrite", *extra))
+    renamed = shutil.copy(synthetic["csv"], tmp_path / "other.csv")  # the same faces under another name: refused
+    with pytest.raises(SystemExit, match="its folds are not this run's"):
+        cli.main(train_args({"csv": renamed}, tmp_path / "bad", "--epochs", "1", "--overwrite", *both))
+    with pytest.raises(SystemExit, match="--fold: a fold is written I/K"):
+        cli.main(train_args(synthetic, tmp_path / "worse", "--fold", "half"))
+    assert not (tmp_path / "worse").exists()
+
+
 def test_an_online_teacher_scores_the_very_batch_the_student_sees():
     from fer_emotion.training.augment import AugmentConfig
     from fer_emotion.training.datasets import SplitData
