@@ -448,12 +448,6 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         rule_vals.update({rule: split_sources(sources, cfg.labels, cfg.label_map, vote_rule=rule)["val"]
                           for rule in schemes.VOTE_RULES if rule != "plurality"})
     val = rule_vals.pop(cfg.vote_rule)
-    if cfg.fold:
-        fold, folds = parse_fold(cfg.fold)
-        left_out = fold_numbers(len(train), folds) == fold
-        train = picked(train, ~left_out)
-        log.info("fold %s: %d training faces left out for this run to judge as a teacher", cfg.fold,
-                 int(left_out.sum()))
     if cfg.limit:
         drawn = torch.Generator().manual_seed(cfg.seed)
         train, val = subset(train, cfg.limit, drawn), subset(val, cfg.limit, drawn)
@@ -468,6 +462,12 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         train.images, val.images = level_eyes(train.images), level_eyes(val.images)
         for other in rule_vals.values():
             other.images = level_eyes(other.images)
+    if cfg.fold:  # after the reframing, so that its cache of the whole split serves every fold
+        fold, folds = parse_fold(cfg.fold)
+        left_out = fold_numbers(len(train), folds) == fold
+        train = picked(train, ~left_out)
+        log.info("fold %s: %d training faces left out for this run to judge as a teacher", cfg.fold,
+                 int(left_out.sum()))
     if not cfg.soft:
         train.soft = None
     elif cfg.soft_floor and train.soft is not None:  # hard-label sources have no distribution to floor
@@ -724,6 +724,9 @@ def main(args: argparse.Namespace, explicit: dict | None = None) -> int:
             parse_fold(cfg.fold)
         except ValueError as err:
             raise SystemExit(f"fer-train train: --fold: {err}") from None
+        if cfg.limit:
+            raise SystemExit("fer-train train: --fold leaves a fold of the whole training split out: not with "
+                             "--limit or --smoke")
     if not 0 <= cfg.reframe <= 1:
         raise SystemExit("fer-train train: --reframe takes a share between 0 (off) and 1")
     for name in ("brightness", "contrast"):

@@ -255,6 +255,8 @@ def test_cross_fitted_teachers_each_judge_only_the_faces_they_left_out(synthetic
         cli.main(train_args({"csv": renamed}, tmp_path / "bad", "--epochs", "1", "--overwrite", *both))
     with pytest.raises(SystemExit, match="--fold: a fold is written I/K"):
         cli.main(train_args(synthetic, tmp_path / "worse", "--fold", "half"))
+    with pytest.raises(SystemExit, match="not with --limit or --smoke"):  # its folds would not be a student's
+        cli.main(train_args(synthetic, tmp_path / "worse", "--fold", "1/2", "--limit", "20"))
     assert not (tmp_path / "worse").exists()
 
 
@@ -349,6 +351,11 @@ def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synth
     assert asked == [(42, 0.1, False), (14, 0.1, False)]  # training faces, then validation faces
     assert picked and all(picked_row == (True, 0.5) for picked_row in picked)
     assert 0 <= float(read_metrics(run / "metrics.csv")[0]["val_framed_acc"]) <= 1
+    asked.clear(), picked.clear()  # a fold run frames the whole split (one cache entry for every fold), then
+    assert cli.main(train_args(synthetic, tmp_path / "fold", "--epochs", "1", "--reframe", "0.5", "--crop-margin",
+                               "0.1", "--fold", "2/3")) == 0  # leaves its fold out of both the faces and their framings
+    assert asked == [(42, 0.1, False), (14, 0.1, False)]
+    assert picked and all(picked_row == (True, 0.5) for picked_row in picked)
     with pytest.raises(SystemExit, match="--reframe takes a share"):
         cli.main(train_args(synthetic, tmp_path / "bad", "--reframe", "1.5"))
     assert not (tmp_path / "bad").exists()
