@@ -351,7 +351,8 @@ def test_reframe_option_trains_on_the_reframed_share_and_scores_framed_val(synth
     assert asked == [(42, 0.1, False), (14, 0.1, False)]  # training faces, then validation faces
     assert picked and all(picked_row == (True, 0.5) for picked_row in picked)
     assert 0 <= float(read_metrics(run / "metrics.csv")[0]["val_framed_acc"]) <= 1
-    asked.clear(), picked.clear()  # a fold run frames the whole split (one cache entry for every fold), then
+    asked.clear()  # a fold run frames the whole split (one cache entry for every fold), then
+    picked.clear()
     assert cli.main(train_args(synthetic, tmp_path / "fold", "--epochs", "1", "--reframe", "0.5", "--crop-margin",
                                "0.1", "--fold", "2/3")) == 0  # leaves its fold out of both the faces and their framings
     assert asked == [(42, 0.1, False), (14, 0.1, False)]
