@@ -147,9 +147,9 @@ def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.T
     taught, labels = torch.zeros_like(targets), targets.argmax(1)
     judges = torch.zeros(len(targets), 1)
     for teacher in teachers.teachers:
-        faces = torch.arange(len(targets)) if folds is None else torch.nonzero(folds == teacher.fold[0]).flatten()
+        faces = slice(None) if folds is None else folds == teacher.fold[0]  # a view of every face, or a mask
         probs = teacher_probabilities(teacher, images[faces])
-        seen = "the training labels" if folds is None else f"the labels of the {len(faces)} faces it left out"
+        seen = "the training labels" if folds is None else f"the labels of the {len(probs)} faces it left out"
         log.info("teacher %s agrees with %.4f of %s", teacher.path,
                  float((probs.argmax(1) == labels[faces]).float().mean()), seen)
         taught[faces] += probs
