@@ -1,7 +1,8 @@
 """Which FER2013 models to average: PublicTest accuracy of every subset of the given models, as they are and
-with flip TTA, each model's probabilities taken through the app's classifier. Every model gets the faces as they
-are, as in an ensemble's graph (levelled only when every model was trained on level eyes). An ensemble file is
-split into its members first, as `fer-train export --ensemble` splits it. Run by hand:
+with flip TTA, each model's probabilities taken through the app's classifier (a model whose metadata asks for flip
+TTA scored both ways too). Every model gets the faces as they are, as in an ensemble's graph (levelled only when
+every model was trained on level eyes). An ensemble file is split into its members first, as `fer-train export
+--ensemble` splits it, flip TTA or not. Run by hand:
 
     .venv/bin/python benchmarks/ensemble_subsets.py --models assets/models/fer2013_ensemble.onnx runs/x/model.onnx
 
@@ -32,6 +33,7 @@ def classifier_for(path: Path) -> EmotionClassifier:
     classifier = EmotionClassifier(path, device="cpu", threads=1)
     if tuple(classifier.labels) != FER2013:
         raise SystemExit(f"{path}: its classes are {', '.join(classifier.labels)}, not FER2013's seven")
+    classifier.info.extra.pop("tta", None)  # a model's own flip TTA off: the table's two columns say which
     return classifier
 
 

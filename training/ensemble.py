@@ -208,8 +208,8 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
     member = read_member(path)
     if "members" not in member.info.extra:
         return [(path, str(path))]
-    if member.info.extra.get("ensemble_tta") == "flip":
-        raise EnsembleError(f"{path}: an ensemble with flip TTA cannot be split into its members; give its members")
+    # with flip TTA the members read "faces" (the faces and their mirrors in one batch), else the input itself
+    start = "faces" if member.info.extra.get("ensemble_tta") == "flip" else "input"
     listed = json.loads(member.info.extra["members"])
     wanted = {f"m{index}_probabilities" for index in range(len(listed))}  # the softmax ensemble_graph put after each
     softmax_inputs = {node.output[0]: node.input[0] for node in member.proto.graph.node
@@ -220,12 +220,19 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
     classes = len(member.info.labels)
     graph.graph.value_info.extend(  # the extractor wants to know each new output's type
         helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", classes]) for name in softmax_inputs.values())
+    if start != "input":
+        size = member.info.input_size
+        graph.graph.value_info.append(helper.make_tensor_value_info(start, TensorProto.FLOAT, ["batch", 1, size, size]))
     parts = []
     for index, entry in enumerate(listed):
         logits = softmax_inputs.get(f"m{index}_probabilities")
         if logits is None:
             raise EnsembleError(f"{path}: member {index} ({entry['file']}) not found in its graph")
-        proto = onnx.utils.Extractor(graph).extract_model(["input"], [logits])
+        proto = onnx.utils.Extractor(graph).extract_model([start], [logits])
+        if start != "input":
+            for node in proto.graph.node:
+                node.input[:] = ["input" if name == start else name for name in node.input]
+            proto.graph.input[0].name = "input"
         metrics = {"val_acc": entry["val_acc"]} if "val_acc" in entry else {}
         info = replace(member.info, arch=entry.get("arch", ""), metrics=metrics, extra=base)
         helper.set_model_props(proto, info.to_props())

@@ -106,5 +106,32 @@ def test_an_ensemble_put_into_another_adds_its_members_one_by_one(members, tmp_p
     flipped = tmp_path / "flipped.onnx"
     assert cli.main(["export", "--ensemble", str(members[0]), str(members[1]), "--tta", "flip", "--out",
                      str(flipped)]) == 0
-    assert cli.main(["export", "--ensemble", str(flipped), str(members[2]), "--out", str(tmp_path / "no.onnx")]) == 1
-    assert "flip TTA cannot be split" in capsys.readouterr().err
+    # a flip ensemble gives up its members as they are: the new file flips only where it is asked to
+    unflipped = tmp_path / "unflipped.onnx"
+    assert cli.main(["export", "--ensemble", str(flipped), str(members[2]), "--out", str(unflipped)]) == 0
+    np.testing.assert_allclose(EmotionClassifier(unflipped, device="cpu")(crops), member_average(members, crops),
+                               atol=1e-5)
+    assert json.loads(EmotionClassifier(unflipped, device="cpu").info.extra["members"])[0]["file"] == (
+        f"flipped.onnx: {members[0]}")
+
+
+def test_subsets_score_every_model_as_it_is_and_mirrored_whatever_tta_its_metadata_asks(tmp_path, data_dir, monkeypatch,
+                                                                                       capsys):
+    import sys
+
+    from benchmarks import ensemble_subsets
+    from benchmarks.label_agreement import public_test
+
+    plain = write_linear_onnx(tmp_path / "plain.onnx", tiny_model_info().to_props(), seed=1)
+    flipping = write_linear_onnx(tmp_path / "flipping.onnx", tiny_model_info(extra={"tta": "flip"}).to_props(), seed=1)
+    faces, labels, _ = public_test(data_dir / "fer2013.npz")
+    classifier = EmotionClassifier(plain, device="cpu")
+    upright, mirror = classifier(faces), classifier(np.ascontiguousarray(faces[:, :, ::-1]))
+    as_is, flipped = (upright.argmax(1) == labels).mean(), ((upright + mirror).argmax(1) == labels).mean()
+    assert f"{as_is:.4f}" != f"{flipped:.4f}"  # else the table could not tell them apart
+    monkeypatch.setattr(sys, "argv", ["ensemble_subsets.py", "--models", str(plain), str(flipping),
+                                      "--data", str(data_dir / "fer2013.npz")])
+    assert ensemble_subsets.main() == 0
+    table = capsys.readouterr().out
+    for name in ("plain.onnx", "flipping.onnx", "plain.onnx + flipping.onnx"):
+        assert f"| {name} | {as_is:.4f} | {flipped:.4f} |" in table
