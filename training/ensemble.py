@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SHARED_FIELDS = ("labels", "input_size", "grayscale", "mean", "std", "crop_margin")  # members must agree on these
 PARITY_TOLERANCE = 1e-4  # largest |ensemble - mean of members| on probabilities
 SMALLEST_PROBABILITY = 1e-30  # floor under the average before its logarithm
+WITH_MIRRORS = "faces"  # with flip TTA, the batch every member reads: the faces, then their mirror images
 
 
 class EnsembleError(ValueError):
@@ -94,8 +95,8 @@ def ensemble_graph(members: list[Member], flip: bool) -> onnx.ModelProto:
                           ("flip_steps", [-1]))]
         initializers.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
         nodes += [helper.make_node("Slice", ["input", "flip_starts", "flip_ends", "flip_axes", "flip_steps"], ["mirrored"]),
-                  helper.make_node("Concat", ["input", "mirrored"], ["faces"], axis=0)]
-        faces = "faces"
+                  helper.make_node("Concat", ["input", "mirrored"], [WITH_MIRRORS], axis=0)]
+        faces = WITH_MIRRORS
     probabilities = []
     for index, member in enumerate(members):
         graph = _member_graph(member, index, opset)
@@ -208,8 +209,7 @@ def split_ensemble(path: Path, folder: Path) -> list[tuple[Path, str]]:
     member = read_member(path)
     if "members" not in member.info.extra:
         return [(path, str(path))]
-    # with flip TTA the members read "faces" (the faces and their mirrors in one batch), else the input itself
-    start = "faces" if member.info.extra.get("ensemble_tta") == "flip" else "input"
+    start = WITH_MIRRORS if member.info.extra.get("ensemble_tta") == "flip" else "input"  # what the members read
     listed = json.loads(member.info.extra["members"])
     wanted = {f"m{index}_probabilities" for index in range(len(listed))}  # the softmax ensemble_graph put after each
     softmax_inputs = {node.output[0]: node.input[0] for node in member.proto.graph.node
