@@ -8,11 +8,17 @@ augmented batch as the student sees it, so the targets follow the views ("consis
 Cross-fitted teachers are runs that each left one fold of the training split out (``fer-train train --fold I/K``):
 each scores only the faces it never trained on, so a face's target carries a judgement of it rather than an echo
 of its label (a teacher trained on a face agrees with that face's label far more often than with a new face's).
+
+A run keeps the targets it was taught with in its folder (``teacher_targets.pt``), so that ``--resume`` reads them
+back rather than scoring every face again (minutes for an ensemble teacher on a CPU), and so that a teacher file
+replaced while the run was stopped does not change the targets halfway through it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -156,3 +162,42 @@ def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.T
         judges[faces] += 1
     return (1 - weight) * targets + weight * taught / judges
 
+
+
+def kept_targets(stored: Path, resuming: bool, write: bool, teachers: Teachers, images: torch.Tensor,
+                 targets: torch.Tensor, weight: float, folds: torch.Tensor | None = None) -> torch.Tensor:
+    """``distilled_targets``, read back from ``stored`` when ``resuming`` a run that wrote them for the same faces,
+    targets and settings, else computed (and written to ``stored`` when ``write``: the main process)."""
+    parts = [images, targets] + ([folds] if folds is not None else [])
+    settings = repr((weight, [(str(t.path), t.temperature) for t in teachers.teachers]))
+    key = hashlib.sha1(b"".join(p.numpy().tobytes() for p in parts) + settings.encode()).hexdigest()
+    files = {str(t.path): file_digest(t.path) for t in teachers.teachers}
+    if resuming and stored.is_file():
+        try:
+            saved = torch.load(stored, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file; it is scored again
+            log.warning("%s is unreadable (%s); the teachers score the faces again", stored, type(err).__name__)
+            saved = {}
+        if saved.get("key") == key:
+            for path, digest in files.items():
+                if saved["teachers"].get(path) != digest:
+                    log.warning("teacher %s has changed since this run began; the run keeps the targets it was "
+                                "taught with before", path)
+            log.info("read the teachers' targets back from %s", stored)
+            return saved["targets"]
+        if saved:
+            log.info("%s holds targets for other faces or settings; the teachers score the faces again", stored)
+    soft = distilled_targets(teachers, images, targets, weight, folds)
+    if write:
+        partial = stored.with_name(f"{stored.name}.{os.getpid()}.tmp")
+        torch.save({"key": key, "teachers": files, "targets": soft}, partial)
+        partial.replace(stored)
+    return soft
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

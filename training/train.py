@@ -29,17 +29,19 @@ from fer_emotion.training.datasets import (
     SplitData, class_counts, floored, fold_numbers, level_eyes, parse_fold, picked, read_sources, reframed,
     split_sources, subset,
 )
-from fer_emotion.training.distill import check_settings, cross_fitted, distilled_targets, load_teachers
+from fer_emotion.training.distill import check_settings, cross_fitted, kept_targets, load_teachers
 from fer_emotion.training.distributed import (
     DistInfo, all_reduce_mean, barrier, broadcast_from_main, device_for, init_distributed, launched_rank, shutdown,
 )
 from fer_emotion.training.engine import LossConfig, TrainingDiverged, evaluate, steps_per_epoch, train_one_epoch
 
 log = logging.getLogger(__name__)
+TEACHER_TARGETS = "teacher_targets.pt"  # the teachers' targets, read back by --resume (training.distill)
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "curves.png", "report.json", "confusion.png",
-             "model.onnx")
+             "model.onnx", TEACHER_TARGETS)
 PROGRESS_FILES = ("last.pt", "model.onnx")  # a folder without them holds no epoch to resume or model to keep
-LEFTOVER_PATTERNS = ("last.pt*.tmp", "best.pt*.tmp", "*.onnx.tmp")  # half-written files of a killed run
+# half-written files of a killed run
+LEFTOVER_PATTERNS = ("last.pt*.tmp", "best.pt*.tmp", "*.onnx.tmp", f"{TEACHER_TARGETS}*.tmp")
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--teacher", type=Path, action="append", default=[], metavar="MODEL",
                        help="distil from this trained model of the same classes: a run folder (its best.pt), a "
                             "checkpoint or an .onnx file (a shipped model by its name: fer2013_ensemble.onnx); "
-                            "repeat to average several")
+                            "repeat to average several. Its targets are kept in the run folder: --resume reads "
+                            "them back")
     optim.add_argument("--distill", type=float, default=0.5, metavar="WEIGHT",
                        help="share of the teachers' probabilities in each target (with --teacher)")
     optim.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
@@ -491,8 +494,9 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
                              "training split they left out, once: not with --distill-online, --limit or --fold")
         if not cfg.distill_online:
             base = train.soft if train.soft is not None else F.one_hot(train.labels, len(class_names)).float()
-            train.soft = distilled_targets(teachers, train.images, base, cfg.distill,
-                                           fold_numbers(len(train), folds) if folds else None)
+            train.soft = kept_targets(out / TEACHER_TARGETS, resume_state is not None, dist_info.is_main, teachers,
+                                      train.images, base, cfg.distill,
+                                      fold_numbers(len(train), folds) if folds else None)
             teachers = None
     if dist_info.is_main:
         counts = ", ".join(f"{n} {c}" for n, c in zip(class_names, class_counts(train, len(class_names))))

@@ -198,6 +198,39 @@ def test_distillation_mixes_the_teachers_probabilities_into_the_targets(syntheti
                                 str(synthetic["votes"]), "--teacher", str(wrong)))
 
 
+def test_a_resumed_run_reads_its_teachers_targets_back_and_keeps_them_when_a_teacher_changes(synthetic, tmp_path,
+                                                                                              monkeypatch, caplog):
+    from fer_emotion.training import distill
+
+    teacher, other = tmp_path / "teacher", tmp_path / "other"
+    assert cli.main(train_args(synthetic, teacher, "--epochs", "1")) == 0
+    assert cli.main(train_args(synthetic, other, "--epochs", "1", "--seed", "5")) == 0
+    student = tmp_path / "student"
+    assert cli.main(train_args(synthetic, student, "--epochs", "3", "--stop-after", "1", "--teacher", str(teacher))) == 0
+    first = torch.load(student / "teacher_targets.pt", weights_only=True)
+    assert first["teachers"] == {str(teacher / "best.pt"): distill.file_digest(teacher / "best.pt")}
+    shutil.copy(other / "best.pt", teacher / "best.pt")  # the teacher replaced while the run was stopped
+    scored = []
+    real = distill.distilled_targets
+    monkeypatch.setattr(distill, "distilled_targets", lambda *a, **k: scored.append(1) or real(*a, **k))
+    with caplog.at_level("INFO", logger="fer_emotion.training.distill"):
+        assert cli.main(["train", "--resume", str(student), "--no-progress", "--stop-after", "2"]) == 0
+    assert scored == []  # read back, not scored again by the new teacher
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("has changed since this run began" in m for m in messages)
+    assert torch.equal(torch.load(student / "teacher_targets.pt", weights_only=True)["targets"], first["targets"])
+    (student / "teacher_targets.pt").write_bytes(b"damaged")
+    with caplog.at_level("INFO", logger="fer_emotion.training.distill"):
+        assert cli.main(["train", "--resume", str(student), "--no-progress"]) == 0
+    assert scored == [1] and any("is unreadable" in r.getMessage() for r in caplog.records)
+    assert epochs_in(student) == [1, 2, 3]
+    again = torch.load(student / "teacher_targets.pt", weights_only=True)  # scored again, by the teacher it has now
+    assert again["teachers"][str(teacher / "best.pt")] == distill.file_digest(other / "best.pt")
+    assert not torch.equal(again["targets"], first["targets"])
+    assert cli.main(train_args(synthetic, student, "--epochs", "1", "--overwrite")) == 0
+    assert not (student / "teacher_targets.pt").exists()  # a new run in the folder keeps no old targets
+
+
 def test_fold_numbers_are_fixed_balanced_and_parsed_strictly():
     from fer_emotion.training.datasets import fold_numbers, parse_fold
 
