@@ -135,3 +135,45 @@ def test_subsets_score_every_model_as_it_is_and_mirrored_whatever_tta_its_metada
     table = capsys.readouterr().out
     for name in ("plain.onnx", "flipping.onnx", "plain.onnx + flipping.onnx"):
         assert f"| {name} | {as_is:.4f} | {flipped:.4f} |" in table
+
+
+def test_subsets_with_framed_add_the_app_cut_faces_the_detector_found_ranked_by_both(tmp_path, data_dir, monkeypatch,
+                                                                                    capsys):
+    import sys
+
+    from benchmarks import ensemble_subsets
+    from benchmarks.label_agreement import public_test
+    from fer_emotion.training import reframe
+
+    first = write_linear_onnx(tmp_path / "first.onnx", tiny_model_info().to_props(), seed=1)
+    second = write_linear_onnx(tmp_path / "second.onnx", tiny_model_info(crop_margin=0.1).to_props(), seed=2)
+    faces, labels, _ = public_test(data_dir / "fer2013.npz")
+    found = np.arange(len(faces)) % 3 != 0
+    asked = []
+
+    def cut(given, margin, level):  # stands in for MTCNN: another picture of each face per margin, a third missed
+        asked.append((margin, level))
+        return np.ascontiguousarray(np.roll(255 - given[:, ::-1], round(margin * 100), axis=2)), found
+
+    monkeypatch.setattr(reframe, "reframe_faces", cut)
+    classifiers = [EmotionClassifier(path, device="cpu") for path in (first, second)]
+    crops = [np.roll(255 - faces[found][:, ::-1], shift, axis=2) for shift in (15, 10)]
+    upright = [c(crop) for c, crop in zip(classifiers, crops)]
+    mirror = [c(np.ascontiguousarray(crop[:, :, ::-1])) for c, crop in zip(classifiers, crops)]
+    truth = labels[found]
+    expected = {"first.onnx": (upright[0], mirror[0]), "second.onnx": (upright[1], mirror[1]),
+                "first.onnx + second.onnx": (upright[0] + upright[1], mirror[0] + mirror[1])}
+    monkeypatch.setattr(sys, "argv", ["ensemble_subsets.py", "--models", str(first), str(second), "--framed",
+                                      "--sort", "both", "--data", str(data_dir / "fer2013.npz")])
+    assert ensemble_subsets.main() == 0
+    table = capsys.readouterr().out
+    assert sorted(asked) == [(0.1, False), (0.15, False)]  # each model's faces cut with its own margin
+    assert f"app-framed: the {int(found.sum())} MTCNN finds" in table
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| first") or line.startswith("| sec")]
+    assert len(rows) == 3
+    for row in rows:
+        plain, mirrored = expected[row[0].lstrip("| ")]
+        assert row[3] == f"{(plain.argmax(1) == truth).mean():.4f}"
+        assert row[4].rstrip(" |") == f"{((plain + mirrored).argmax(1) == truth).mean():.4f}"
+    sums = [float(row[2]) + float(row[4].rstrip(" |")) for row in rows]
+    assert sums == sorted(sums, reverse=True)
