@@ -163,7 +163,6 @@ def distilled_targets(teachers: Teachers, images: torch.Tensor, targets: torch.T
     return (1 - weight) * targets + weight * taught / judges
 
 
-
 def kept_targets(stored: Path, resuming: bool, write: bool, teachers: Teachers, images: torch.Tensor,
                  targets: torch.Tensor, weight: float, folds: torch.Tensor | None = None) -> torch.Tensor:
     """``distilled_targets``, read back from ``stored`` when ``resuming`` a run that wrote them for the same faces,
@@ -178,6 +177,7 @@ def kept_targets(stored: Path, resuming: bool, write: bool, teachers: Teachers, 
         except Exception as err:  # noqa: BLE001 - torch raises many kinds for a damaged file; it is scored again
             log.warning("%s is unreadable (%s); the teachers score the faces again", stored, type(err).__name__)
             saved = {}
+        saved = saved if isinstance(saved, dict) else {}
         if saved.get("key") == key:
             for path, digest in files.items():
                 if saved["teachers"].get(path) != digest:
