@@ -88,20 +88,23 @@ def test_recipes_that_need_votes_say_so(synthetic, tmp_path, capsys):
 
 
 def card_commands(name):
-    """The ``fer-train train`` lines of a shipped model's card, as parsed options."""
+    """The ``fer-train train`` lines of a shipped model's card, as parsed options, and the options its
+    ``fer-train train --recipe NAME`` command types beside the recipe (a teacher of its own, say)."""
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     card = (REPO / "assets" / "models" / f"{name}.md").read_text()
     lines = re.findall(r"^fer-train train (--data .*)$", card, flags=re.M)
-    return card, [parser.parse_args(shlex.split(line)) for line in lines]
+    recipe_line = re.search(rf"`fer-train train --recipe {name} ([^`]*)`", card)
+    assert recipe_line, f"{name}.md does not give its recipe's command"
+    typed = typed_train_options(["train", *shlex.split(recipe_line.group(1))])
+    return {k: v for k, v in typed.items() if k not in MACHINE}, [parser.parse_args(shlex.split(line)) for line in lines]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_card_names_its_recipe_and_the_recipe_is_what_the_card_ran(name):
     assert set(SHIPPED) <= set(recipe_names())
-    card, commands = card_commands(name)
-    assert f"--recipe {name} " in card
-    phases = recipe_phases(name, {}, REPO / "runs")
+    typed, commands = card_commands(name)
+    phases = recipe_phases(name, typed, REPO / "runs")
     assert len(phases) == len(commands)
     fields = {f.name for f in __import__("dataclasses").fields(TrainConfig)} - MACHINE
     for phase, command in zip(phases, commands):
