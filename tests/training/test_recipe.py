@@ -97,7 +97,8 @@ def card_commands(name):
     recipe_line = re.search(rf"`fer-train train --recipe {name} ([^`]*)`", card)
     assert recipe_line, f"{name}.md does not give its recipe's command"
     typed = typed_train_options(["train", *shlex.split(recipe_line.group(1))])
-    return {k: v for k, v in typed.items() if k not in MACHINE}, [parser.parse_args(shlex.split(line)) for line in lines]
+    commands = [parser.parse_args(shlex.split(line)) for line in lines]
+    return {k: v for k, v in typed.items() if k not in MACHINE}, commands
 
 
 @pytest.mark.parametrize("name", SHIPPED)
