@@ -276,6 +276,15 @@ def vgg_mid(num_classes: int) -> nn.Module:
     return vgg_net(((32, 32), (64, 64), (128, 128), (256, 256)), (1024, 512), num_classes)
 
 
+@register("vgg_mid_wide")
+def vgg_mid_wide(num_classes: int) -> nn.Module:
+    """vgg_mid with 24 channels at 48 px and 1.5x its width from 12 px down (192 and 384): 6.56M parameters.
+    On this project's CPU the 48 px layers take far more of the time a face than of the work, so its int8 file
+    with flip TTA takes 1.18x vgg_mid's time (one thread, batch of 4, untrained int8 exports) for 1.5x its work,
+    and a training step 1.37x (bfloat16 autocast, one thread). A candidate for the default (docs/experiments.md)."""
+    return vgg_net(((24, 24), (64, 64), (192, 192), (384, 384)), (1024, 512), num_classes)
+
+
 @register("vgg_small")
 def vgg_small(num_classes: int) -> nn.Module:
     """Four VGG-style stages of two 3x3 layers each (16 to 128 channels), global pooling, linear."""

@@ -1,3 +1,5 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -161,7 +163,7 @@ def test_detection_runs_on_two_threads_that_sleep_between_calls(tiny_model):
     assert detector_threads(live, cores=2) == 2 and detector_threads(inline, cores=16) == 2
     assert detector_threads(inline, cores=1) == 1 and detector_threads(inline, "torch", cores=2) == 1
     built = build_pipeline(tiny_model, live, device="cpu")
-    assert built.detector.config.threads == min(2, __import__("os").cpu_count())
+    assert built.detector.config.threads == min(2, os.cpu_count())
     built.close()
     built = build_pipeline(tiny_model, inline, DetectorConfig(threads=3), device="cpu")
     assert built.detector.config.threads == 3  # an explicit count is kept

@@ -73,3 +73,12 @@ def test_vgg_mid_is_vgg13m_at_half_width():
     assert (full[first].shape, half[first].shape) == ((64, 1, 3, 3), (32, 1, 3, 3))
     assert (full[last].shape, half[last].shape) == ((7, 1024), (7, 512))
     assert create_model("vgg_mid", 7).eval()(faces()).shape == (4, 7)
+
+
+def test_vgg_mid_wide_narrows_the_48px_stage_and_widens_the_late_ones():
+    model = create_model("vgg_mid_wide", 7).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [24, 24, 64, 64, 192, 192, 384, 384]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears[0].in_features == 384 * 3 * 3  # the 3x3 map of the last stage, flattened
+    assert model(faces()).shape == (4, 7)

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import write_linear_onnx
 from tests.training.test_engine import epochs_in, train_args
-from fer_emotion.training import cli, train
+from fer_emotion.training import cli, engine, train
 from fer_emotion.training.checkpoint import load_checkpoint
 
 
@@ -143,13 +143,12 @@ def test_export_and_eval_take_a_run_folder_and_export_makes_its_folder(synthetic
 def test_a_training_split_smaller_than_a_batch_still_takes_a_step(synthetic, tmp_path):
     run = tmp_path / "run"
     assert cli.main(train_args(synthetic, run, "--epochs", "1", "--batch-size", "128")) == 0  # 42 training faces
-    (row,) = __import__("fer_emotion.training.train", fromlist=["read_metrics"]).read_metrics(run / "metrics.csv")
+    (row,) = train.read_metrics(run / "metrics.csv")
     assert float(row["train_loss"]) > 0 and (run / "model.onnx").is_file()
 
 
 def test_a_loss_that_stops_being_finite_stops_the_run_and_names_a_smaller_rate(synthetic, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    engine = __import__("fer_emotion.training.engine", fromlist=["soft_cross_entropy"])
     loss, calls = engine.soft_cross_entropy, []
 
     def exploding_in_epoch_2(*args):

@@ -1,3 +1,4 @@
+import copy
 import json
 import re
 import shutil
@@ -5,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from fer_emotion.training.checkpoint import CheckpointError, initial_weights, lo
 from fer_emotion.training.labels import FER2013
 from fer_emotion.training.train import read_metrics, warn_short_ema
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def train_args(synthetic, out, *extra):
@@ -335,7 +337,7 @@ def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_norm_s
     stats = {k: v.clone() for k, v in model[1].named_buffers()}
 
     # The same gradient by hand: a copy moved 0.5 along the normalised gradient, differentiated there.
-    uphill = __import__("copy").deepcopy(model)
+    uphill = copy.deepcopy(model)
     norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in plain]))
     with torch.no_grad():
         for p, g in zip(uphill.parameters(), plain):

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,7 +17,7 @@ from fer_emotion.training import cli
 from fer_emotion.training.export import ExportError, export_model, model_info
 from fer_emotion.training.metrics import confusion_matrix, report
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

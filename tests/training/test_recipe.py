@@ -1,6 +1,7 @@
 """``fer-train train --recipe``: the shipped models' training as named recipes, phases chained."""
 
 import argparse
+import dataclasses
 import json
 import re
 import shlex
@@ -107,6 +108,6 @@ def test_each_shipped_card_names_its_recipe_and_the_recipe_is_what_the_card_ran(
     typed, commands = card_commands(name)
     phases = recipe_phases(name, typed, REPO / "runs")
     assert len(phases) == len(commands)
-    fields = {f.name for f in __import__("dataclasses").fields(TrainConfig)} - MACHINE
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - MACHINE
     for phase, command in zip(phases, commands):
         assert {k: getattr(phase, k) for k in fields} == {k: getattr(command, k) for k in fields}

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from PIL import Image
 
@@ -39,7 +41,7 @@ def test_sweep_trains_every_combination_of_a_grid(synthetic, tmp_path, capsys):
     combinations = {tuple(cell.strip() for cell in row.split("|")[1:4]) for row in table[2:]}
     assert combinations == {("fernet", lr, opt) for lr in ("0.01", "0.05") for opt in ("sgd", "adamw")}
     run = out / "arch=fernet,lr=0.01,optimizer=adamw"
-    config = __import__("json").loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text())
     assert (config["lr"], config["optimizer"], config["batch_size"], config["weight_decay"]) == (0.01, "adamw", 8, 1e-3)
     with pytest.raises(SystemExit, match="write OPTION=V1,V2"):
         cli.main(args[:-8] + ["--grid", "learning_rate=0.1"])
