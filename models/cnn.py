@@ -271,8 +271,8 @@ def vgg13m(num_classes: int) -> nn.Module:
 @register("vgg_mid")
 def vgg_mid(num_classes: int) -> nn.Module:
     """vgg13m at half its width (32 to 256 channels; fully connected 1024 and 512): a quarter of its work a face,
-    4.06M parameters. The shipped default (fer2013_vgg.onnx, int8 with flip TTA) takes 1.70 ms a face against
-    fer2013_wide.onnx's 0.64 (one thread, batch of 4, benchmarks/speed.py): inside the default's 2 ms."""
+    4.06M parameters. As the default of 2026-12-06/07 (int8 with flip TTA) it took 1.49-1.70 ms a face against
+    fer2013_wide.onnx's 0.55-0.64 (one thread, batch of 4, benchmarks/speed.py); a member of fer2013_ensemble.onnx."""
     return vgg_net(((32, 32), (64, 64), (128, 128), (256, 256)), (1024, 512), num_classes)
 
 
@@ -281,7 +281,8 @@ def vgg_mid_wide(num_classes: int) -> nn.Module:
     """vgg_mid with 24 channels at 48 px and 1.5x its width from 12 px down (192 and 384): 6.56M parameters.
     On this project's CPU the 48 px layers take far more of the time a face than of the work, so its int8 file
     with flip TTA takes 1.18x vgg_mid's time (one thread, batch of 4, untrained int8 exports) for 1.5x its work,
-    and a training step 1.37x (bfloat16 autocast, one thread). A candidate for the default (docs/experiments.md)."""
+    and a training step 1.37x (bfloat16 autocast, one thread). The shipped default (fer2013_vgg.onnx) since
+    2026-12-07: 1.80-1.94 ms a face against vgg_mid's 1.56-1.57 in the same runs (docs/benchmarks.md)."""
     return vgg_net(((24, 24), (64, 64), (192, 192), (384, 384)), (1024, 512), num_classes)
 
 

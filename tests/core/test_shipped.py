@@ -82,8 +82,9 @@ ENSEMBLES = [p for p in MODELS if "members" in EmotionClassifier(p, device="cpu"
 
 @pytest.mark.parametrize("path", ENSEMBLES, ids=[p.stem for p in ENSEMBLES])
 def test_a_shipped_ensemble_holds_the_shipped_members_it_names_weight_for_weight(path):
-    """Export checked the ensemble against its members' average; here: the members it names that ship on their
-    own are inside it unchanged, so the file is what its card says."""
+    """Export checked the ensemble against its members' average; here: a member named after a file that ships
+    on its own is that file, inside it unchanged (a shipped file replaced later must not leave its old name in
+    an ensemble's metadata)."""
     import json
 
     import onnx
@@ -94,7 +95,7 @@ def test_a_shipped_ensemble_holds_the_shipped_members_it_names_weight_for_weight
     named = [Path(m["file"]).name for m in json.loads(info.extra["members"])]
     inside = {t.raw_data for t in onnx.load(path).graph.initializer if t.raw_data}
     shipped = [name for name in named if (models_folder() / name).is_file()]
-    assert len(named) >= 2 and shipped
+    assert len(named) >= 2
     for name in shipped:
         weights = [t.raw_data for t in onnx.load(models_folder() / name).graph.initializer if len(t.raw_data) > 64]
         assert weights and all(w in inside for w in weights), name

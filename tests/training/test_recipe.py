@@ -51,7 +51,7 @@ def test_the_default_recipe_is_taught_by_the_shipped_ensemble_and_averages_each_
     ensemble = str(models_folder() / "fer2013_ensemble.onnx")
     assert first["teacher"] == second["teacher"] == [ensemble] and first["amp"] and second["reframe"] == 1.0
     info = EmotionClassifier(run / "fer2013_vgg.onnx", device="cpu").info
-    assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("vgg_mid", "flip", "int8")
+    assert (info.arch, info.extra["tta"], info.extra["precision"]) == ("vgg_mid_wide", "flip", "int8")
 
 
 def recipe_phases(name, typed, out):
