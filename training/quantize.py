@@ -76,7 +76,9 @@ def unsigned_weights(model: onnx.ModelProto, layers: int | None = None) -> int:
     second on noise. Measured on an AMD EPYC with the four shipped models: with the first two converted, the
     fused kernels give the unfused results (mean probability difference on noise faces at most 3e-4, was
     0.006-0.024) at about the speed of all-int8 weights (5% slower); every layer converted is as exact and
-    about 30% slower; 7-bit weights (as onnxruntime's reduce_range) were still off.
+    about 30% slower; 7-bit weights (as onnxruntime's reduce_range) were still off. Where uint8 x int8 is
+    exact (VNNI, or not x86) it is also much the faster, and the app reads these weights back as int8
+    (app.core.qdq.signed_weights).
     """
     changed = 0
     for index, (_, weights, zero_point) in enumerate(_weight_layers(model.graph)):

@@ -132,6 +132,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "detector_backend": args.detector_backend, "detector_threads": pipeline.detector.config.threads,
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
+        "classifier_kernels": pipeline.classifier.kernels,
     }
     if args.realtime:
         report.update(realtime=True, frames_dropped=dropped, busy=round(wall / elapsed_all, 3))
@@ -194,7 +195,7 @@ def print_table(report: dict) -> None:
     print(f"{report['video']}  {report['size'][0]}x{report['size'][1]}  {report['frames']} frames  "
           f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']} "
           f"({report['detector_threads']} threads)  "
-          f"classifier {report['classifier_device']}")
+          f"classifier {report['classifier_device']}, {report['classifier_kernels']}")
     print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
     for stage, values in report["stages"].items():
         print(f"{stage:10s} {values['median_ms']:10.2f} {values['p95_ms']:10.2f}")

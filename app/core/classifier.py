@@ -12,6 +12,7 @@ import numpy as np
 
 from fer_emotion.app.core.crop import normalize
 from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
+from fer_emotion.app.core.qdq import signed_weights
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,11 @@ def choose_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: bool = True):
+def open_session(path: Path | bytes, device: str = "auto", threads: int = 0, fuse_int8: bool = True):
     """An onnxruntime session on CUDA when usable, else the CPU, with ``threads`` CPU threads (0: its own
-    choice); the one place that opens sessions, for the classifier and for MTCNN's networks. ``fuse_int8``
-    False runs an int8 (QDQ) model's convolutions in float on its dequantised weights (see
-    EmotionClassifier._fused_int8_agrees)."""
+    choice) for a model file or its bytes; the one place that opens sessions, for the classifier and for MTCNN's
+    networks. ``fuse_int8`` False runs an int8 (QDQ) model's convolutions in float on its dequantised weights
+    (see EmotionClassifier._exact_int8_session)."""
     import onnxruntime as ort
 
     providers = choose_providers(device)
@@ -110,7 +111,7 @@ def open_session(path: Path, device: str = "auto", threads: int = 0, fuse_int8: 
     if not fuse_int8:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options, providers=providers)
     finally:
         ort.set_default_logger_severity(3)
     if providers[0] not in session.get_providers():
@@ -139,25 +140,41 @@ class EmotionClassifier:
         self._input_name = model_input.name
         self._check_shapes(model_input.shape)
         self.provider = self._session.get_providers()[0]
-        if self.info.extra.get("precision") == "int8" and not self._fused_int8_agrees():
-            log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
-            self._session = open_session(self.path, device, threads, fuse_int8=False)
+        self.kernels = "float"  # how its int8 layers run here: see _exact_int8_session
+        if self.info.extra.get("precision") == "int8":
+            self._session, self.kernels = self._exact_int8_session(device, threads)
 
-    def _fused_int8_agrees(self) -> bool:
-        """Whether onnxruntime's fused int8 kernels give this model's own results here. On x86 CPUs without
-        VNNI (AVX2 only) they multiply uint8 activations by int8 weights in saturating 16-bit pairs: on this
-        project's AMD EPYC the default model with all-int8 weights lost 3.4 points of PublicTest (0.6598
-        against 0.6935) and the FER+ model 9. Export now keeps the layers where it bites off that path (the
-        first in float, the second in uint8: training.quantize); older files, and CPUs not measured, still
-        need this check. The same faces through the unfused session (float convolutions on the dequantised
-        weights, which is what the int8 model means) tell; a fixed set of noise faces is enough to show it."""
+    def _exact_int8_session(self, device: str, threads: int):
+        """The fastest session whose int8 kernels give this model's own results on this CPU, and what it is.
+
+        onnxruntime's fused int8 kernels multiply uint8 activations by int8 weights. On x86 CPUs without VNNI
+        (AVX2 only) they add the products in saturating 16-bit pairs: on this project's AMD EPYC the default
+        model with all-int8 weights lost 3.4 points of PublicTest (0.6598 against 0.6935) and the FER+ model
+        9. Export therefore keeps the layers where it bites off that path (the first in float, the second in
+        uint8: training.quantize), and uint8 x uint8 is exact everywhere but slow where VNNI makes uint8 x
+        int8 exact (app.core.qdq). So, in turn: the file with those layers' weights made int8 (the same
+        numbers), the file as it is, and the unfused session (float convolutions on the dequantised weights,
+        which is what the int8 model means); the first whose probabilities on a fixed set of noise faces
+        match the unfused session's is kept."""
         size = self.info.input_size
         probe = np.random.default_rng(0).integers(0, 256, (16, size, size), dtype=np.uint8)
         batch = normalize(probe, self.info.mean, self.info.std)
         exact = open_session(self.path, "cpu", 1, fuse_int8=False)
-        fused = softmax(self._session.run(None, {self._input_name: batch})[0])
         reference = softmax(exact.run(None, {exact.get_inputs()[0].name: batch})[0])
-        return float(np.abs(fused - reference).mean()) <= INT8_TOLERANCE
+
+        def agrees(session) -> bool:
+            fused = softmax(session.run(None, {self._input_name: batch})[0])
+            return float(np.abs(fused - reference).mean()) <= INT8_TOLERANCE
+
+        signed = signed_weights(self.path.read_bytes())
+        if signed is not None:
+            session = open_session(signed, device, threads)
+            if agrees(session):
+                return session, "int8 (signed weights)"
+        if agrees(self._session):
+            return self._session, "int8 (as stored)"
+        log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
+        return open_session(self.path, device, threads, fuse_int8=False), "unfused (float on int8 weights)"
 
     def _check_shapes(self, shape: list) -> None:
         size = self.info.input_size

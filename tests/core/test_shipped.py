@@ -36,8 +36,9 @@ def test_shipped_model_is_complete(path, astronaut):
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
 def test_shipped_model_gives_its_own_results_on_this_cpu(path, astronaut):
     """The fused int8 kernels for int8 weights saturate on x86 CPUs without VNNI; the shipped files keep the
-    layers where it matters in uint8, and the classifier falls back to the exact (unfused) session where a
-    file still disagrees, so the app's probabilities are the model's on every CPU."""
+    layers where it matters in uint8, the classifier reads those as int8 only where that gives the model's
+    results, and falls back to the exact (unfused) session where a file still disagrees, so the app's
+    probabilities are the model's on every CPU."""
     from fer_emotion.app.core.classifier import INT8_TOLERANCE, open_session, softmax
     from fer_emotion.app.core.crop import normalize
 

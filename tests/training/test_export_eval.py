@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from fer_emotion.app.core.classifier import EmotionClassifier
 from fer_emotion.models import create_model
@@ -148,6 +149,7 @@ def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
     """uint8 weights with zero point 128 are the int8 weights' own numbers: the unfused session (float
     convolutions on the dequantised weights) gives the same scores to the last bit."""
     from fer_emotion.app.core.classifier import open_session
+    from fer_emotion.app.core.qdq import signed_weights
     from fer_emotion.training.quantize import unsigned_weights
 
     signed, unsigned = tmp_path / "signed.onnx", tmp_path / "unsigned.onnx"
@@ -161,6 +163,14 @@ def test_unsigned_weights_keep_the_model_exactly(trained_run, tmp_path):
               for path in (signed, unsigned)]
     np.testing.assert_array_equal(scores[0], scores[1])
     assert not np.array_equal(scores[0][0], scores[0][1])  # the faces do get different scores
+    # the app's way back (on the file's bytes) makes every layer int8, the export's uint8 layer too
+    restored = onnx.load_from_string(signed_weights(unsigned.read_bytes()))
+    assert weight_types(restored) == [onnx.TensorProto.FLOAT] + [onnx.TensorProto.INT8] * 8
+    for ours, theirs in zip(restored.graph.initializer, onnx.load(signed).graph.initializer, strict=True):
+        values, expected = numpy_helper.to_array(ours), numpy_helper.to_array(theirs)
+        if theirs.data_type == onnx.TensorProto.UINT8 and ours.data_type == onnx.TensorProto.INT8:
+            values, expected = values.astype(np.int16), expected.astype(np.int16) - 128
+        np.testing.assert_array_equal(values, expected)
 
 
 def test_a_run_on_level_eyes_asks_the_app_and_eval_for_them(synthetic, tmp_path, monkeypatch, capsys):
