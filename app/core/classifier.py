@@ -166,11 +166,14 @@ class EmotionClassifier:
             fused = softmax(session.run(None, {self._input_name: batch})[0])
             return float(np.abs(fused - reference).mean()) <= INT8_TOLERANCE
 
-        signed = signed_weights(self.path.read_bytes())
-        if signed is not None:
-            session = open_session(signed, device, threads)
-            if agrees(session):
-                return session, "int8 (signed weights)"
+        try:
+            signed = signed_weights(self.path.read_bytes())
+            session = None if signed is None else open_session(signed, device, threads)
+        except Exception as err:  # onnxruntime raises its own types (say, for weights kept in a separate file)
+            log.debug("%s: no copy with int8 weights (%s)", self.path, err)
+            session = None
+        if session is not None and agrees(session):
+            return session, "int8 (signed weights)"
         if agrees(self._session):
             return self._session, "int8 (as stored)"
         log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)

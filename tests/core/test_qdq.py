@@ -58,6 +58,14 @@ def test_the_classifier_keeps_the_file_as_stored_where_the_signed_copy_disagrees
     np.testing.assert_allclose(classifier(FACES), scores(open_session(MODEL, "cpu", 1), batch), atol=1e-6)
 
 
+def test_a_file_the_copy_cannot_be_made_of_loads_as_stored(monkeypatch):
+    def refuse(model: bytes) -> bytes:
+        raise ValueError("not an ONNX model")
+
+    monkeypatch.setattr(classifier_module, "signed_weights", refuse)
+    assert EmotionClassifier(MODEL, device="cpu", threads=1).kernels == "int8 (as stored)"
+
+
 def test_the_classifier_runs_unfused_where_no_fused_session_agrees(monkeypatch):
     monkeypatch.setattr(classifier_module, "INT8_TOLERANCE", -1.0)
     classifier = EmotionClassifier(MODEL, device="cpu", threads=1)
