@@ -4,7 +4,7 @@ bytes: the app reads and writes this much of the ONNX format itself rather than 
 Why: training.quantize stores the first layers' weights as uint8 (zero point 128), because x86 CPUs without
 VNNI add uint8 x int8 products in saturating 16-bit pairs and only uint8 x uint8 is exact there. Where the
 CPU has VNNI (or is not x86) uint8 x int8 is exact and much faster: on the Intel Xeon host (AVX-512 VNNI)
-fer2013_vgg.onnx's second layer took 3.5 times as long with uint8 weights, and the whole model 1.35 times.
+fer2013_vgg.onnx's second layer took 3.5 times as long with uint8 weights, and the whole model 1.2-1.3 times.
 The classifier tries this copy first and keeps it only where its results are the model's own.
 """
 
