@@ -127,8 +127,9 @@ class EmotionClassifier:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such model file")
+        signed = self._signed_copy()
         try:
-            self._session = open_session(self.path, device, threads)
+            self._session = open_session(self.path if signed is None else signed, device, threads)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
         props = self._session.get_modelmeta().custom_metadata_map
@@ -141,10 +142,18 @@ class EmotionClassifier:
         self._check_shapes(model_input.shape)
         self.provider = self._session.get_providers()[0]
         self.kernels = "float"  # how its int8 layers run here: see _exact_int8_session
-        if self.info.extra.get("precision") == "int8":
-            self._session, self.kernels = self._exact_int8_session(device, threads)
+        if signed is not None or self.info.extra.get("precision") == "int8":
+            self._session, self.kernels = self._exact_int8_session(signed is not None, device, threads)
 
-    def _exact_int8_session(self, device: str, threads: int):
+    def _signed_copy(self) -> bytes | None:
+        """The file with its uint8 weights read as int8 (app.core.qdq), or None where it has none."""
+        try:
+            return signed_weights(self.path.read_bytes())
+        except ValueError as err:  # not protobuf: onnxruntime says what is wrong with the file, next
+            log.debug("%s: no copy with int8 weights (%s)", self.path, err)
+            return None
+
+    def _exact_int8_session(self, signed: bool, device: str, threads: int):
         """The fastest session whose int8 kernels give this model's own results on this CPU, and what it is.
 
         onnxruntime's fused int8 kernels multiply uint8 activations by int8 weights. On x86 CPUs without VNNI
@@ -153,9 +162,9 @@ class EmotionClassifier:
         9. Export therefore keeps the layers where it bites off that path (the first in float, the second in
         uint8: training.quantize), and uint8 x uint8 is exact everywhere but slow where VNNI makes uint8 x
         int8 exact (app.core.qdq). So, in turn: the file with those layers' weights made int8 (the same
-        numbers), the file as it is, and the unfused session (float convolutions on the dequantised weights,
-        which is what the int8 model means); the first whose probabilities on a fixed set of noise faces
-        match the unfused session's is kept."""
+        numbers; the session already open when ``signed``), the file as it is, and the unfused session (float
+        convolutions on the dequantised weights, which is what the int8 model means); the first whose
+        probabilities on a fixed set of noise faces match the unfused session's is kept."""
         size = self.info.input_size
         probe = np.random.default_rng(0).integers(0, 256, (16, size, size), dtype=np.uint8)
         batch = normalize(probe, self.info.mean, self.info.std)
@@ -166,16 +175,12 @@ class EmotionClassifier:
             fused = softmax(session.run(None, {self._input_name: batch})[0])
             return float(np.abs(fused - reference).mean()) <= INT8_TOLERANCE
 
-        try:
-            signed = signed_weights(self.path.read_bytes())
-            session = None if signed is None else open_session(signed, device, threads)
-        except Exception as err:  # onnxruntime raises its own types (say, for weights kept in a separate file)
-            log.debug("%s: no copy with int8 weights (%s)", self.path, err)
-            session = None
-        if session is not None and agrees(session):
-            return session, "int8 (signed weights)"
         if agrees(self._session):
-            return self._session, "int8 (as stored)"
+            return self._session, "int8 (signed weights)" if signed else "int8 (as stored)"
+        if signed:
+            stored = open_session(self.path, device, threads)
+            if agrees(stored):
+                return stored, "int8 (as stored)"
         log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
         return open_session(self.path, device, threads, fuse_int8=False), "unfused (float on int8 weights)"
 

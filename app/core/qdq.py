@@ -20,7 +20,7 @@ import numpy as np
 MODEL_GRAPH = 7
 GRAPH_NODE, GRAPH_INITIALIZER = 1, 5
 NODE_INPUT, NODE_OUTPUT, NODE_OP_TYPE = 1, 2, 4
-TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA = 2, 8, 9
+TENSOR_DATA_TYPE, TENSOR_NAME, TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA = 2, 8, 9, 13
 UINT8, INT8 = 2, 3
 VARINT, LENGTH_DELIMITED = 0, 2
 WEIGHT_LAYERS = ("Conv", "Gemm", "MatMul")
@@ -39,12 +39,14 @@ class Tensor:
     data_type: int = 0
     data_type_at: int = -1  # where the data type's one-byte varint is
     raw: tuple[int, int] | None = None  # where raw_data's bytes are
+    external: bool = False  # its data is in a file beside the model
 
 
 def signed_weights(model: bytes) -> bytes | None:
     """A copy of an ONNX model in which every uint8 weight tensor of a Conv/Gemm/MatMul layer whose zero point
     is 128 is int8 with zero point 0: the same numbers (v - 128 is v with its top bit flipped, read as int8),
-    so the model means what it meant. None when there is no such tensor (a float model, or one converted)."""
+    so the model means what it meant. None when there is no such tensor (a float model, or one converted), or
+    when the model keeps tensors in files beside it."""
     data = bytearray(model)
     graph = next(((start, end) for number, wire, start, end in _fields(data, 0, len(data))
                   if number == MODEL_GRAPH and wire == LENGTH_DELIMITED), None)
@@ -57,6 +59,8 @@ def signed_weights(model: bytes) -> bytes | None:
         elif wire == LENGTH_DELIMITED and number == GRAPH_INITIALIZER:
             tensor = _tensor(data, start, end)
             tensors[tensor.name] = tensor
+    if any(tensor.external for tensor in tensors.values()):
+        return None  # a copy in memory would not find the files beside the model
     readers = Counter(name for node in nodes for name in node.inputs)
     producers = {name: node for node in nodes for name in node.outputs}
     changed = 0
@@ -109,6 +113,8 @@ def _tensor(data: bytearray, start: int, end: int) -> Tensor:
             tensor.name = data[first:last].decode()
         elif number == TENSOR_RAW_DATA and wire == LENGTH_DELIMITED:
             tensor.raw = (first, last)
+        elif number == TENSOR_EXTERNAL_DATA:
+            tensor.external = True
     return tensor
 
 

@@ -37,6 +37,13 @@ def test_a_float_model_has_nothing_to_convert(tiny_model):
     assert signed_weights(tiny_model.read_bytes()) is None
 
 
+def test_a_model_with_tensors_in_files_beside_it_is_left_alone(tmp_path):
+    path = tmp_path / "external.onnx"  # the larger int8 layers beside it, the uint8 layer (4608 bytes) inside
+    onnx.save(onnx.load(MODEL), path, save_as_external_data=True, location="weights.bin", size_threshold=9000)
+    assert signed_weights(path.read_bytes()) is None  # a copy in memory would not find weights.bin
+    assert EmotionClassifier(path, device="cpu", threads=1).kernels == "int8 (as stored)"
+
+
 def test_bytes_that_are_not_a_model_are_refused():
     with pytest.raises(ValueError, match="not an ONNX model"):
         signed_weights(b"\x3a\xff\xff\xff")
