@@ -112,7 +112,8 @@ def resume_hint(args: argparse.Namespace) -> str:
     if args.command != "train":
         return ""
     run = args.resume or args.out
-    if run is not None and (run / "last.pt").is_file():
+    # a recipe's run keeps each phase's last.pt in its own folder, and --resume takes the recipe's folder
+    if run is not None and ((run / "last.pt").is_file() or any(run.glob("phase*/last.pt"))):
         return f"; continue with: fer-train train --resume {run}"
     return " before the first epoch ended; nothing to resume, run the same command again"
 

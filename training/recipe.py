@@ -1,10 +1,12 @@
-"""``fer-train train --recipe NAME``: a shipped model's training, phases chained, from ``training/recipes/NAME.toml``.
+"""``fer-train train --recipe NAME``: a shipped model's training, phases chained, from ``training/recipes/NAME.toml``
+(or ``--recipe FILE.toml``: a recipe of the user's own, a shipped one copied and changed, say).
 
 A recipe lists its phases as the options of ``fer-train train`` (each phase starts from the one before's
 settings, and from its best weights); options given on the command line apply to every phase. The run folder
-holds one run folder per phase (``phase1``, ``phase2``), ``recipe.json`` and the exported ``NAME.onnx``. The
-same command again, or ``--resume RUN``, continues where it stopped: finished phases are kept, an unfinished
-one is resumed from its ``last.pt``.
+holds one run folder per phase (``phase1``, ``phase2``), ``recipe.json`` (the command's options),
+``recipe.toml`` (the recipe as it ran) and the exported ``NAME.onnx``. The same command again, or ``--resume
+RUN``, continues where it stopped: finished phases are kept, an unfinished one is resumed from its ``last.pt``;
+``--resume`` reads the run's own ``recipe.toml``, so a recipe changed since does not change a run half done.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ RECIPE_KEYS = {"description", "card", "needs_ferplus", "phase", "export"}
 RUN_ONLY = {"data", "ferplus", "out", "init", "resume", "recipe", "overwrite"}  # not a recipe's to set
 ONE_COMMAND_ONLY = {"stop_after", "time_limit", "overwrite", "resume"}  # typed options that --resume does not repeat
 WHOLE_RUN = {"recipe", "data", "ferplus", "out"}  # typed options that name the run, not a phase's settings
+RECIPE_COPY = "recipe.toml"  # the recipe as a run folder's phases were trained, read back by --resume
 
 
 class RecipeError(ValueError):
@@ -36,13 +39,30 @@ def recipe_names() -> list[str]:
     return sorted(path.stem for path in recipes_folder().glob("*.toml"))
 
 
-def read_recipe(name: str, known: set[str]) -> dict:
-    """The recipe called ``name``, its phase options checked against ``known`` (fer-train train's options)."""
+def recipe_path(name: str) -> Path:
+    """The file of a shipped recipe's ``name``, or ``name`` itself where it is a ``.toml`` file's path."""
+    if name.endswith(".toml"):
+        if not Path(name).is_file():
+            raise RecipeError(f"{name}: no such recipe file")
+        return Path(name)
     path = recipes_folder() / f"{name}.toml"
     if not path.is_file():
-        raise RecipeError(f"no recipe {name!r}; the recipes are {', '.join(recipe_names())}")
+        raise RecipeError(f"no recipe {name!r}; the recipes are {', '.join(recipe_names())}, or a .toml file "
+                          "written as they are")
+    return path
+
+
+def model_name(name: str) -> str:
+    """What a recipe's exported model is called: the recipe's name, or its file's name without ``.toml``."""
+    return Path(name).stem
+
+
+def read_recipe(name: str, known: set[str], text: str | None = None) -> dict:
+    """The recipe called ``name`` (or its ``text``, as a run folder keeps it), its phase options checked
+    against ``known`` (fer-train train's options)."""
+    path = recipe_path(name) if text is None else Path(name)
     try:
-        recipe = tomllib.loads(path.read_text())
+        recipe = tomllib.loads(path.read_text() if text is None else text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path}: {err}") from None
     unknown = set(recipe) - RECIPE_KEYS
@@ -75,7 +95,9 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
 
     explicit = {k: v for k, v in explicit.items() if k not in WHOLE_RUN}
     known = set(vars(args))
-    recipe = read_recipe(args.recipe, known)
+    kept_text = getattr(args, "recipe_text", None)  # --resume: the recipe as the run started it
+    text = kept_text if kept_text is not None else recipe_path(args.recipe).read_text()
+    recipe = read_recipe(args.recipe, known, text)
     if recipe.get("needs_ferplus") and not args.ferplus:
         raise SystemExit(f"fer-train train: recipe {args.recipe} needs the FER+ votes: pass --ferplus PATH")
     if not args.data or not args.out:
@@ -86,6 +108,7 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
     record = {"recipe": args.recipe, "options": kept,
               "data": [str(p) for p in args.data], "ferplus": str(args.ferplus) if args.ferplus else None}
     (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / RECIPE_COPY).write_text(text)
     phases = phase_arguments(args, recipe, explicit, out)
     deadline = time.monotonic() + 60 * args.time_limit if getattr(args, "time_limit", 0) else None
     for number, phase in enumerate(phases, start=1):
@@ -107,7 +130,7 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
             log.info("recipe %s stopped in phase %d; continue with: fer-train train --resume %s", args.recipe,
                      number, out)
             return 0
-    model = out / f"{args.recipe}.onnx"
+    model = out / f"{model_name(args.recipe)}.onnx"
     export = recipe.get("export", {})
     int8, tta = export.get("int8", False), export.get("tta", "none")
     export_checkpoint(Path(phases[-1].out), model, int8=int8, tta=tta)
@@ -131,6 +154,8 @@ def resume_recipe(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             explicit[name] = getattr(args, name)
     explicit["stop_after"] = args.stop_after
+    copy = Path(args.resume) / RECIPE_COPY  # absent in run folders from before 2026-12-07: the recipe read anew
     values = {**vars(args), **explicit, "recipe": record["recipe"], "out": Path(args.resume), "resume": None,
+              "recipe_text": copy.read_text() if copy.is_file() else None,
               "data": [Path(p) for p in record["data"]], "ferplus": Path(record["ferplus"]) if record["ferplus"] else None}
     return run_recipe(argparse.Namespace(**values), explicit)

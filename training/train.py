@@ -128,9 +128,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from fer_emotion.training.recipe import recipe_names
 
     start = parser.add_argument_group("recipe (a shipped model's training; the options below then change it)")
-    start.add_argument("--recipe", choices=recipe_names(), metavar="NAME",
+    start.add_argument("--recipe", metavar="NAME|FILE.toml",
                        help=f"train as a shipped model was trained, phases chained and exported: "
-                            f"{', '.join(recipe_names())} (training/recipes/NAME.toml); an option typed "
+                            f"{', '.join(recipe_names())} (training/recipes/NAME.toml), or a recipe file of your "
+                            "own written as those are (a copy with one phase changed, say); an option typed "
                             "beside it (--lr, --epochs, --no-amp) holds for every phase")
     data, model, optim, aug, pre, run, research = (parser.add_argument_group(title) for title in (
         "data", "model", "optimisation", "augmentation", "preprocessing (stored in the model)", "run",
@@ -205,8 +206,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                           help="sharpness-aware minimisation: each step's gradient is taken at weights moved RHO "
                                "uphill (e.g. 0.05; about twice the time per epoch; 0: off)")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                     help="bfloat16 mixed precision: for GPUs, and CPUs with AMX (half the step time on this "
-                          "project's Intel Xeon, no faster on its AMD EPYC); --no-amp turns off a recipe's")
+                     help="bfloat16 mixed precision: for GPUs, and CPUs with AMX or AVX-512 BF16 (half the step "
+                          "time on this project's Intel Xeon and on its Zen 4 AMD EPYC, no faster on an AVX2-only "
+                          "EPYC); --no-amp turns off a recipe's")
     optim.add_argument("--ema", type=float, default=0.0,
                        help="EMA decay of the weights, e.g. 0.999 (0: off); validation scores and best.pt use the "
                             "averaged weights, which start as the first weights and keep decay**steps of them "

@@ -70,17 +70,23 @@ def test_half_written_files_of_a_killed_run_are_removed_on_resume(synthetic, tmp
     assert (run / "notes.tmp").exists()
 
 
-def test_ctrl_c_says_how_to_resume(synthetic, tmp_path, monkeypatch, capsys):
-    run = tmp_path / "run"
+def interrupt_epoch(monkeypatch, number: int):
+    """Ctrl-C as if typed during the ``number``-th epoch a run trains; returns the real epoch function."""
     one_epoch, epochs = train.train_one_epoch, []
 
-    def interrupted_in_epoch_2(*args, **kwargs):
+    def interrupted(*args, **kwargs):
         epochs.append(None)
-        if len(epochs) == 2:
+        if len(epochs) == number:
             raise KeyboardInterrupt
         return one_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    return one_epoch
+
+
+def test_ctrl_c_says_how_to_resume(synthetic, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    one_epoch = interrupt_epoch(monkeypatch, 2)
     assert cli.main(train_args(synthetic, run, "--epochs", "3")) == 130
     assert capsys.readouterr().err.strip() == f"fer-train: stopped; continue with: fer-train train --resume {run}"
     monkeypatch.setattr(train, "train_one_epoch", one_epoch)

@@ -16,6 +16,7 @@ from fer_emotion.training.cli import typed_train_options
 from fer_emotion.training.recipe import phase_arguments, read_recipe, recipe_names
 from fer_emotion.training.train import TrainConfig, add_train_arguments
 from tests.conftest import REPO
+from tests.training.test_checkpoints import interrupt_epoch
 from tests.training.test_engine import epochs_in
 
 SHIPPED = ("engagement", "fer2013", "fer2013_level", "fer2013_light", "fer2013_vgg", "fer2013_wide", "ferplus")
@@ -83,9 +84,44 @@ def test_a_stopped_recipe_continues_with_resume(synthetic, tmp_path):
 def test_recipes_that_need_votes_say_so(synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit, match="needs the FER\\+ votes"):
         cli.main(recipe_args(synthetic, tmp_path / "run", "ferplus"))
-    with pytest.raises(SystemExit):  # argparse: not one of the recipes
-        cli.main(recipe_args(synthetic, tmp_path / "run", "fer2014"))
-    assert "fer2013_light" in capsys.readouterr().err
+    assert cli.main(recipe_args(synthetic, tmp_path / "run", "fer2014")) == 1  # not one of the recipes
+    assert "fer2013_light" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert cli.main(recipe_args(synthetic, tmp_path / "run", str(tmp_path / "mine.toml"))) == 1
+    assert "mine.toml: no such recipe file" in capsys.readouterr().err
+
+
+def own_recipe(folder):
+    """fer2013's recipe copied with both phases shortened and the arch changed, as a user would."""
+    text = (REPO / "training" / "recipes" / "fer2013.toml").read_text()
+    changed = re.sub(r'arch = "fernet"', 'arch = "cnn"', text, count=1)
+    changed = re.sub(r"(\[\[phase\]\][^\[]*?)epochs = \d+", r"\1epochs = 2", changed, count=1, flags=re.S)
+    changed = changed.replace("epochs = 10", "epochs = 1")
+    assert changed.count('arch = "cnn"') == 1 and "epochs = 2\n" in changed and "epochs = 1\n" in changed
+    path = folder / "short.toml"
+    path.write_text(changed)
+    return path
+
+
+def test_a_recipe_file_of_ones_own_runs_each_phase_as_written_and_resumes_as_it_started(synthetic, tmp_path):
+    recipe, run = own_recipe(tmp_path), tmp_path / "run"
+    args = ["train", "--recipe", str(recipe), "--data", str(synthetic["csv"]), "--out", str(run), "--batch-size",
+            "8", "--no-progress", "--threads", "1", "--stop-after", "1"]
+    assert cli.main(args) == 0
+    assert epochs_in(run / "phase1") == [1] and config(run / "phase1")["arch"] == "cnn"
+    kept = (run / "recipe.toml").read_text()
+    assert kept == recipe.read_text()
+    recipe.write_text(kept.replace("epochs = 2", "epochs = 5"))  # changed while the run was stopped
+    assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert epochs_in(run / "phase1") == [1, 2]  # as the run started, not as the file now says
+    assert epochs_in(run / "phase2") == [1] and config(run / "phase2")["arch"] == "cnn"
+    assert EmotionClassifier(run / "short.onnx", device="cpu").info.arch == "cnn"
+
+
+def test_ctrl_c_in_a_recipe_says_how_to_resume(synthetic, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    interrupt_epoch(monkeypatch, 2)
+    assert cli.main(recipe_args(synthetic, run, "fer2013", "--epochs", "2")) == 130
+    assert capsys.readouterr().err.strip() == f"fer-train: stopped; continue with: fer-train train --resume {run}"
 
 
 def card_commands(name):
