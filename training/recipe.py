@@ -60,16 +60,17 @@ def model_name(name: str) -> str:
 def read_recipe(name: str, known: set[str], text: str | None = None) -> dict:
     """The recipe called ``name`` (or its ``text``, as a run folder keeps it), its phase options checked
     against ``known`` (fer-train train's options)."""
-    path = recipe_path(name) if text is None else Path(name)
+    if text is None:
+        text = recipe_path(name).read_text()
     try:
-        recipe = tomllib.loads(path.read_text() if text is None else text)
+        recipe = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"{path}: {err}") from None
+        raise RecipeError(f"recipe {name}: {err}") from None
     unknown = set(recipe) - RECIPE_KEYS
     options = {key for phase in recipe.get("phase", []) for key in phase}
     bad = sorted(unknown | (options - known) | (options & RUN_ONLY))
     if bad or not recipe.get("phase"):
-        raise RecipeError(f"{path}: {'unknown keys ' + ', '.join(bad) if bad else 'no [[phase]]'}")
+        raise RecipeError(f"recipe {name}: {'unknown keys ' + ', '.join(bad) if bad else 'no [[phase]]'}")
     return recipe
 
 
@@ -95,8 +96,9 @@ def run_recipe(args: argparse.Namespace, explicit: dict) -> int:
 
     explicit = {k: v for k, v in explicit.items() if k not in WHOLE_RUN}
     known = set(vars(args))
-    kept_text = getattr(args, "recipe_text", None)  # --resume: the recipe as the run started it
-    text = kept_text if kept_text is not None else recipe_path(args.recipe).read_text()
+    text = getattr(args, "recipe_text", None)  # --resume: the recipe as the run started it
+    if text is None:
+        text = recipe_path(args.recipe).read_text()
     recipe = read_recipe(args.recipe, known, text)
     if recipe.get("needs_ferplus") and not args.ferplus:
         raise SystemExit(f"fer-train train: recipe {args.recipe} needs the FER+ votes: pass --ferplus PATH")
