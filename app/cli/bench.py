@@ -41,6 +41,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                              "1: as often as it finishes)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for detection (default: 2, as the app uses)")
+    parser.add_argument("--classifier-threads", type=int,
+                        help="CPU threads for classification (default: one, or two for a heavy model, as the app "
+                             "chooses)")
     parser.add_argument("--detector-backend", choices=("onnx", "torch"), default="onnx",
                         help="run MTCNN's networks in onnxruntime (default, as the app does) or in torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace, video: Path) -> dict:
 
     config = PipelineConfig(mode=args.mode, detect_every=args.detect_every, background_detection=args.background)
     detector = DetectorConfig(threads=args.threads, backend=args.detector_backend)
-    pipeline = build_pipeline(args.model, config, detector, device=args.device, classifier_threads=1)
+    pipeline = build_pipeline(args.model, config, detector, device=args.device,
+                              classifier_threads=args.classifier_threads)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES + ("total",)}
     faces, classify_per_face, found, frames, dropped = [], [], [], 0, 0
     with VideoSource(video) as source:
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace, video: Path) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "detector_backend": args.detector_backend, "detector_threads": pipeline.detector.config.threads,
         "detector_device": pipeline.detector.device.upper(), "classifier_device": pipeline.classifier.device,
-        "classifier_kernels": pipeline.classifier.kernels,
+        "classifier_kernels": pipeline.classifier.kernels, "classifier_threads": pipeline.classifier.threads,
     }
     if args.realtime:
         report.update(realtime=True, frames_dropped=dropped, busy=round(wall / elapsed_all, 3))
@@ -195,7 +199,8 @@ def print_table(report: dict) -> None:
     print(f"{report['video']}  {report['size'][0]}x{report['size'][1]}  {report['frames']} frames  "
           f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']} "
           f"({report['detector_threads']} threads)  "
-          f"classifier {report['classifier_device']}, {report['classifier_kernels']}")
+          f"classifier {report['classifier_device']}, {report['classifier_kernels']} "
+          f"({report['classifier_threads']} {'thread' if report['classifier_threads'] == 1 else 'threads'})")
     print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
     for stage, values in report["stages"].items():
         print(f"{stage:10s} {values['median_ms']:10.2f} {values['p95_ms']:10.2f}")

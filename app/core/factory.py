@@ -14,9 +14,14 @@ from fer_emotion.app.core.shipped import default_model_path
 
 def build_pipeline(model: Path | None = None, config: PipelineConfig = PipelineConfig(),
                    detector_config: DetectorConfig = DetectorConfig(), device: str = "auto",
-                   classifier_threads: int = 0) -> Pipeline:
-    """A ready pipeline; raises ModelLoadError (one line) for a model it cannot use."""
-    classifier = EmotionClassifier(model or default_model_path(), device=device, threads=classifier_threads)
+                   classifier_threads: int | None = 0) -> Pipeline:
+    """A ready pipeline; raises ModelLoadError (one line) for a model it cannot use. ``classifier_threads``:
+    0 for onnxruntime's choice, None for the live view's (see live_classifier)."""
+    path = model or default_model_path()
+    if classifier_threads is None:
+        classifier = live_classifier(path, device)
+    else:
+        classifier = EmotionClassifier(path, device=device, threads=classifier_threads)
     threads = detector_config.threads or detector_threads(config, detector_config.backend)
     detector = FaceDetector(replace(detector_config, device=device, threads=threads))
     return Pipeline(detector, classifier, config)
@@ -31,3 +36,27 @@ def detector_threads(config: PipelineConfig, backend: str = "onnx", cores: int |
     facenet-pytorch's torch modules are no faster on two."""
     cores = cores or os.cpu_count() or 1
     return 1 if backend != "onnx" else min(2, cores)
+
+
+# One face's time on one thread (EmotionClassifier.face_ms, at load) above which the live view gives the
+# classifier a second thread. On this project's AMD EPYC (Zen 4, two cores; fer-bench, the app's setting, three
+# rounds, medians) a second thread took the ensemble (9.8 ms a face at load) from 58 to 70 fps on the webcam clip
+# and from 11.1 to 13.4 on the crowd clip, fer2013_wide (0.69 ms) from 135 to 167 on the webcam clip, and left
+# the default (1.5 ms) as it was; fer2013.onnx (0.19 ms) went from 181 to 156 on the webcam clip.
+TWO_THREADS_FROM_MS = 0.5
+
+
+def live_threads(face_ms: float, cores: int | None = None) -> int:
+    """The classifier's CPU threads in the live view for a model taking ``face_ms`` a face on one thread:
+    one, or two for a heavy model where there are two cores."""
+    cores = cores or os.cpu_count() or 1
+    return 2 if cores >= 2 and face_ms > TWO_THREADS_FROM_MS else 1
+
+
+def live_classifier(path: Path, device: str = "auto") -> EmotionClassifier:
+    """A classifier for the live view: opened on one thread and, on the CPU, timed on one face and given a
+    second thread if it is heavy (a GPU's session needs no CPU threads of its own)."""
+    classifier = EmotionClassifier(path, device=device, threads=1)
+    if classifier.device == "CPU" and live_threads(classifier.face_ms()) == 2:
+        classifier.set_threads(2)
+    return classifier

@@ -129,7 +129,7 @@ class PipelineWorker(QObject):
                 from fer_emotion.app.core.pipeline import PipelineConfig
 
                 config = PipelineConfig(mode=self._mode, detect_every=LIVE_DETECT_EVERY, background_detection=True)
-                self.pipeline = build_pipeline(model, config, classifier_threads=1)
+                self.pipeline = build_pipeline(model, config, classifier_threads=None)
         except ModelLoadError as err:
             self.load_failed.emit(str(err))
             return self.pipeline is not None
@@ -265,10 +265,11 @@ class PipelineWorker(QObject):
         return found
 
     def _swap_model(self, path: Path) -> None:
-        from fer_emotion.app.core.classifier import EmotionClassifier, ModelLoadError
+        from fer_emotion.app.core.classifier import ModelLoadError
+        from fer_emotion.app.core.factory import live_classifier
 
         try:
-            classifier = EmotionClassifier(path, threads=1)
+            classifier = live_classifier(path)
         except ModelLoadError as err:
             self.load_failed.emit(str(err))
             return

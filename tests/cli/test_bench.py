@@ -15,6 +15,12 @@ def test_bench_json_reports_speed_and_recall(tiny_model, capsys):
     assert report["faces_per_frame"] == 1.0
     assert report["recall"] == 1.0 and report["reference_faces"] == 12
     assert report["peak_rss_mb"] > 0
+    assert report["classifier_threads"] == 1  # a light model: one thread, as the app gives it
+
+
+def test_bench_classifier_threads_can_be_given(tiny_model, capsys):
+    assert bench.main(["--frames", "3", "--classifier-threads", "2", "--model", str(tiny_model)]) == 0
+    assert "(2 threads)" in capsys.readouterr().out.splitlines()[0].split("classifier")[1]
 
 
 def test_bench_table_and_bad_video(tiny_model, tmp_path, capsys):

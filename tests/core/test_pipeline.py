@@ -192,3 +192,22 @@ def test_a_model_trained_on_level_eyes_gets_its_faces_turned_upright(detector, t
     probs = np.array([face.probs[label] for label in LABELS])
     np.testing.assert_allclose(probs, turned, atol=1e-5)
     assert np.abs(probs - plain).max() > 1e-3
+
+
+def test_the_live_view_gives_a_heavy_classifier_a_second_thread(tiny_model, monkeypatch):
+    from fer_emotion.app.core import factory
+    from fer_emotion.app.core.classifier import EmotionClassifier
+
+    assert factory.live_threads(11.0, cores=2) == 2 and factory.live_threads(11.0, cores=8) == 2
+    assert factory.live_threads(0.4, cores=2) == 1 and factory.live_threads(11.0, cores=1) == 1
+    monkeypatch.setattr(factory.os, "cpu_count", lambda: 2)
+    for face_ms, threads in ((11.0, 2), (0.4, 1)):
+        monkeypatch.setattr(EmotionClassifier, "face_ms", lambda self, ms=face_ms: ms)
+        built = factory.build_pipeline(tiny_model, PipelineConfig(background_detection=True), device="cpu",
+                                       classifier_threads=None)
+        assert built.classifier.threads == threads
+        assert built.classifier._session.get_session_options().intra_op_num_threads == threads
+        built.close()
+    built = factory.build_pipeline(tiny_model, PipelineConfig(), device="cpu")  # files: onnxruntime's choice
+    assert built.classifier._session.get_session_options().intra_op_num_threads == 0
+    built.close()

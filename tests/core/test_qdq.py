@@ -84,3 +84,26 @@ def test_the_classifier_runs_unfused_where_no_fused_session_agrees(monkeypatch):
 
 def test_a_float_model_runs_as_it_is(tiny_model):
     assert EmotionClassifier(tiny_model, device="cpu").kernels == "float"
+
+
+def test_a_classifier_given_more_threads_keeps_its_kernels(monkeypatch):
+    """set_threads reopens what load chose: the signed copy, the file as stored, or the unfused session."""
+    cases = [("int8 (signed weights)", None), ("int8 (as stored)", lambda model: OTHER.read_bytes()),
+             ("unfused (float on int8 weights)", None)]
+    for kernels, copy in cases:
+        with monkeypatch.context() as patch:
+            if copy is not None:
+                patch.setattr(classifier_module, "signed_weights", copy)
+            if kernels.startswith("unfused"):
+                patch.setattr(classifier_module, "INT8_TOLERANCE", -1.0)
+            classifier = EmotionClassifier(MODEL, device="cpu", threads=1)
+            assert classifier.kernels == kernels
+            before = classifier(FACES)
+            classifier.set_threads(2)
+            assert classifier.threads == 2 and classifier.kernels == kernels
+            options = classifier._session.get_session_options()
+            assert options.intra_op_num_threads == 2
+            if kernels.startswith("unfused"):  # fused and unfused agree to 1e-6 on a CPU with VNNI
+                assert options.get_session_config_entry("session.disable_quant_qdq") == "1"
+            np.testing.assert_allclose(classifier(FACES), before, atol=1e-6)
+            assert 0 < classifier.face_ms(repeats=3) < 1000
