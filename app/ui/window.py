@@ -393,7 +393,7 @@ class MainWindow(QMainWindow):
         text = (f"fer-emotion {__version__}\n\nModel: {pipeline.classifier.path}\nClasses: {', '.join(info.labels)}\n"
                 f"Architecture: {info.arch}\nData: {info.dataset}\nCreated: {info.created}\nValidation: {metrics}\n\n"
                 f"Face detection: MTCNN on {pipeline.detector.device.upper()}\n"
-                f"Classification: ONNX Runtime on {pipeline.classifier.device}")
+                f"Classification: ONNX Runtime on {classifier_summary(pipeline.classifier)}")
         QMessageBox.information(self, "About fer-emotion", text)
 
     # --- drag and drop ------------------------------------------------------------------------------
@@ -439,3 +439,11 @@ def scripted_exit(window: MainWindow, seconds: float, screenshot: Path | None) -
         QApplication.instance().exit(0)
 
     QTimer.singleShot(int(seconds * 1000), finish)
+
+
+def classifier_summary(classifier) -> str:
+    """Where and how the classifier runs, for the About box: "CPU, int8 (signed weights), 2 threads"."""
+    if classifier.device != "CPU":
+        return classifier.device
+    threads = {0: "onnxruntime's threads", 1: "1 thread"}.get(classifier.threads, f"{classifier.threads} threads")
+    return f"CPU, {classifier.kernels}, {threads}"

@@ -261,3 +261,22 @@ def test_model_menu_lists_the_shipped_models_and_ticks_the_one_in_use(qtbot, mak
     assert "broken.onnx" in window.status_label.text()  # and do not wipe the error from the status bar
     assert entries[default_model_path()].isChecked()  # the model in use did not change
     assert Preferences().model == default_model_path()
+
+
+def test_about_says_how_the_model_runs(qtbot, make_window, astronaut, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "information", lambda *args: shown.append(args[2]))
+    window = make_window(fake_spec(astronaut))
+    first_result(qtbot, window)
+    window.show_about()
+    assert "tiny.onnx" in shown[-1] and "Architecture: linear" in shown[-1]
+    assert shown[-1].endswith("Classification: ONNX Runtime on CPU, float, onnxruntime's threads")
+    from fer_emotion.app.core.classifier import EmotionClassifier
+    from fer_emotion.app.ui.window import classifier_summary
+
+    one = EmotionClassifier(window.worker.pipeline.classifier.path, device="cpu", threads=1)
+    assert classifier_summary(one) == "CPU, float, 1 thread"
+    one.set_threads(2)
+    assert classifier_summary(one) == "CPU, float, 2 threads"
