@@ -23,6 +23,15 @@ LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 ASTRONAUT_FACE = (181.1, 62.2, 267.7, 172.1)
 
 
+@pytest.fixture(autouse=True)
+def int8_check_at_every_load(monkeypatch):
+    """No int8 verdicts kept between loads in this process: tests change what the check sees (the cache's own
+    test points it at a file of its own)."""
+    from fer_emotion.app.core import classifier
+
+    monkeypatch.setattr(classifier, "KERNELS_CACHE", None)
+
+
 def tiny_model_info(**changes) -> ModelInfo:
     values = dict(labels=LABELS, input_size=48, grayscale=True, mean=0.5, std=0.25, crop_margin=0.15,
                   emoji={"happy": "1f604", "sad": "1f622", "angry": "1f620", "neutral": "1f610",

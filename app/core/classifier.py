@@ -4,8 +4,11 @@ the detector's MTCNN networks)."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -23,6 +26,13 @@ log = logging.getLogger(__name__)
 # the same models with their first two layers in uint8, or (as shipped) the first in float and the second in
 # uint8; 0 for a float model.
 INT8_TOLERANCE = 1e-3
+
+
+# How an int8 model's layers run here (EmotionClassifier.kernels; "float" for a float model)
+SIGNED, STORED, UNFUSED = "int8 (signed weights)", "int8 (as stored)", "unfused (float on int8 weights)"
+
+# The int8 check's verdicts, by file, CPU and onnxruntime version (None: check at every load)
+KERNELS_CACHE: Path | None = Path.home() / ".cache" / "fer-emotion" / "int8_kernels.json"
 
 
 class ModelLoadError(RuntimeError):
@@ -128,7 +138,8 @@ class EmotionClassifier:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such model file")
-        signed = self._signed_copy()
+        data = self.path.read_bytes()
+        signed = self._signed_copy(data)
         self._device, self.threads = device, threads
         self._source: Path | bytes = self.path if signed is None else signed  # what the session runs ...
         self._fused = True  # ... and whether its int8 (QDQ) layers run fused: see _exact_int8_session
@@ -147,15 +158,30 @@ class EmotionClassifier:
         self.provider = self._session.get_providers()[0]
         self.kernels = "float"  # how its int8 layers run here: see _exact_int8_session
         if signed is not None or self.info.extra.get("precision") == "int8":
-            self._session, self.kernels = self._exact_int8_session(signed is not None, device, threads)
+            self._session, self.kernels = self._int8_session(data, signed is not None, device, threads)
 
-    def _signed_copy(self) -> bytes | None:
+    def _signed_copy(self, data: bytes) -> bytes | None:
         """The file with its uint8 weights read as int8 (app.core.qdq), or None where it has none."""
         try:
-            return signed_weights(self.path.read_bytes())
+            return signed_weights(data)
         except ValueError as err:  # not protobuf: onnxruntime says what is wrong with the file, next
             log.debug("%s: no copy with int8 weights (%s)", self.path, err)
             return None
+
+    def _int8_session(self, data: bytes, signed: bool, device: str, threads: int):
+        """The session _exact_int8_session chooses, and what it is; its verdict is kept in KERNELS_CACHE for
+        this file, CPU and onnxruntime version, so that loading the model again skips the check (0.9 of the
+        ensemble's 1.1 s on the project's AMD EPYC)."""
+        key = verdict_key(data)
+        kernels = read_verdict(key)
+        if kernels not in (SIGNED, STORED, UNFUSED) or (kernels == SIGNED and not signed):
+            session, kernels = self._exact_int8_session(signed, device, threads)
+            write_verdict(key, kernels)
+            return session, kernels
+        if kernels == SIGNED or (kernels == STORED and not signed):
+            return self._session, kernels
+        self._source, self._fused = self.path, kernels == STORED
+        return open_session(self.path, device, threads, fuse_int8=self._fused), kernels
 
     def _exact_int8_session(self, signed: bool, device: str, threads: int):
         """The fastest session whose int8 kernels give this model's own results on this CPU, and what it is.
@@ -180,15 +206,15 @@ class EmotionClassifier:
             return float(np.abs(fused - reference).mean()) <= INT8_TOLERANCE
 
         if agrees(self._session):
-            return self._session, "int8 (signed weights)" if signed else "int8 (as stored)"
+            return self._session, SIGNED if signed else STORED
         self._source = self.path
         if signed:
             stored = open_session(self.path, device, threads)
             if agrees(stored):
-                return stored, "int8 (as stored)"
+                return stored, STORED
         log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
         self._fused = False
-        return open_session(self.path, device, threads, fuse_int8=False), "unfused (float on int8 weights)"
+        return open_session(self.path, device, threads, fuse_int8=False), UNFUSED
 
     def set_threads(self, threads: int) -> None:
         """Run on ``threads`` CPU threads from now on (0: onnxruntime's choice), with the kernels chosen at load."""
@@ -246,3 +272,50 @@ class EmotionClassifier:
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_identity() -> str:
+    """The CPU's make and instruction sets as far as the platform says: what onnxruntime's kernels choose by."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            fields = dict(line.split(":", 1) for line in cpuinfo if line.startswith(("model name", "flags")))
+        return " ".join(value.strip() for value in fields.values())
+    except (OSError, ValueError):
+        return f"{platform.machine()} {platform.processor()} {platform.platform()}"
+
+
+def verdict_key(data: bytes) -> str:
+    """The model file's bytes, this CPU and this onnxruntime, in one line."""
+    import onnxruntime as ort
+
+    model = hashlib.blake2b(data, digest_size=16).hexdigest()
+    cpu = hashlib.blake2b(cpu_identity().encode(), digest_size=8).hexdigest()
+    return f"{model} cpu {cpu} onnxruntime {ort.__version__}"
+
+
+def read_verdict(key: str) -> str | None:
+    if KERNELS_CACHE is None:
+        return None
+    try:
+        return json.loads(KERNELS_CACHE.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):  # none yet, or not ours to read: check again
+        return None
+
+
+def write_verdict(key: str, kernels: str) -> None:
+    if KERNELS_CACHE is None:
+        return
+    try:
+        verdicts = json.loads(KERNELS_CACHE.read_text())
+        verdicts = verdicts if isinstance(verdicts, dict) else {}
+    except (OSError, ValueError):
+        verdicts = {}
+    verdicts[key] = kernels
+    try:
+        KERNELS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        scratch = KERNELS_CACHE.with_name(f"{KERNELS_CACHE.name}.{os.getpid()}")
+        scratch.write_text(json.dumps(verdicts, indent=1))
+        scratch.replace(KERNELS_CACHE)  # whole or not at all, with another app loading beside it
+    except OSError as err:  # a read-only home: the check runs at every load, as before
+        log.debug("%s: not written (%s)", KERNELS_CACHE, err)

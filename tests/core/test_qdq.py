@@ -1,5 +1,7 @@
 """The int8 models' uint8 weights read as int8 (app.core.qdq), and the classifier's choice of session."""
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -107,3 +109,32 @@ def test_a_classifier_given_more_threads_keeps_its_kernels(monkeypatch):
                 assert options.get_session_config_entry("session.disable_quant_qdq") == "1"
             np.testing.assert_allclose(classifier(FACES), before, atol=1e-6)
             assert 0 < classifier.face_ms(repeats=3) < 1000
+
+
+def test_the_int8_verdict_is_kept_for_the_next_load(monkeypatch, tmp_path):
+    cache = tmp_path / "cache" / "int8_kernels.json"
+    monkeypatch.setattr(classifier_module, "KERNELS_CACHE", cache)
+    first = EmotionClassifier(MODEL, device="cpu", threads=1)
+    key = classifier_module.verdict_key(MODEL.read_bytes())
+    assert json.loads(cache.read_text()) == {key: first.kernels}
+    assert key != classifier_module.verdict_key(MODEL.read_bytes() + b"\0")  # another file, another verdict
+
+    def no_check(*args):
+        raise AssertionError("checked again")
+
+    with monkeypatch.context() as patch:  # the next load takes the verdict without running the check
+        patch.setattr(EmotionClassifier, "_exact_int8_session", no_check)
+        again = EmotionClassifier(MODEL, device="cpu", threads=1)
+        assert again.kernels == first.kernels
+        np.testing.assert_allclose(again(FACES), first(FACES), atol=1e-6)
+        cache.write_text(json.dumps({key: classifier_module.UNFUSED}))  # and obeys it
+        unfused = EmotionClassifier(MODEL, device="cpu", threads=1)
+        assert unfused.kernels == classifier_module.UNFUSED
+        options = unfused._session.get_session_options()
+        assert options.get_session_config_entry("session.disable_quant_qdq") == "1"
+        unfused.set_threads(2)
+        assert unfused._session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    cache.write_text("not json")  # a damaged file: checked again, and written whole
+    assert EmotionClassifier(MODEL, device="cpu", threads=1).kernels == first.kernels
+    assert json.loads(cache.read_text()) == {key: first.kernels}
+    assert [p.name for p in cache.parent.iterdir()] == ["int8_kernels.json"]  # no scratch file left
