@@ -31,7 +31,7 @@ INT8_TOLERANCE = 1e-3
 # How an int8 model's layers run here (EmotionClassifier.kernels; "float" for a float model)
 SIGNED, STORED, UNFUSED = "int8 (signed weights)", "int8 (as stored)", "unfused (float on int8 weights)"
 
-# The int8 check's verdicts, by file, CPU and onnxruntime version (None: check at every load)
+# The int8 check's verdicts, by file, CPU, provider and onnxruntime version (None: check at every load)
 KERNELS_CACHE: Path | None = Path.home() / ".cache" / "fer-emotion" / "int8_kernels.json"
 
 
@@ -138,7 +138,10 @@ class EmotionClassifier:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such model file")
-        data = self.path.read_bytes()
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise ModelLoadError(f"{self.path}: cannot be read ({err.strerror})") from None
         signed = self._signed_copy(data)
         self._device, self.threads = device, threads
         self._source: Path | bytes = self.path if signed is None else signed  # what the session runs ...
@@ -170,9 +173,9 @@ class EmotionClassifier:
 
     def _int8_session(self, data: bytes, signed: bool, device: str, threads: int):
         """The session _exact_int8_session chooses, and what it is; its verdict is kept in KERNELS_CACHE for
-        this file, CPU and onnxruntime version, so that loading the model again skips the check (0.9 of the
+        this file, CPU, provider and onnxruntime version, so that loading the model again skips the check (0.9 of the
         ensemble's 1.1 s on the project's AMD EPYC)."""
-        key = verdict_key(data)
+        key = verdict_key(data, self.provider)
         kernels = read_verdict(key)
         if kernels not in (SIGNED, STORED, UNFUSED) or (kernels == SIGNED and not signed):
             session, kernels = self._exact_int8_session(signed, device, threads)
@@ -277,21 +280,24 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def cpu_identity() -> str:
     """The CPU's make and instruction sets as far as the platform says: what onnxruntime's kernels choose by."""
-    try:
+    fields = {}
+    try:  # Linux: x86's model name and flags, or ARM's part and features (one line each per core: the last kept)
         with open("/proc/cpuinfo") as cpuinfo:
-            fields = dict(line.split(":", 1) for line in cpuinfo if line.startswith(("model name", "flags")))
-        return " ".join(value.strip() for value in fields.values())
+            fields = dict(line.split(":", 1) for line in cpuinfo
+                          if line.startswith(("model name", "flags", "CPU implementer", "CPU part", "Features")))
     except (OSError, ValueError):
-        return f"{platform.machine()} {platform.processor()} {platform.platform()}"
+        pass
+    platform_line = f"{platform.machine()} {platform.processor()} {platform.platform()}"
+    return " ".join(value.strip() for value in fields.values()) or platform_line
 
 
-def verdict_key(data: bytes) -> str:
-    """The model file's bytes, this CPU and this onnxruntime, in one line."""
+def verdict_key(data: bytes, provider: str = "CPUExecutionProvider") -> str:
+    """The model file's bytes, this CPU, the provider its session runs on and this onnxruntime, in one line."""
     import onnxruntime as ort
 
     model = hashlib.blake2b(data, digest_size=16).hexdigest()
     cpu = hashlib.blake2b(cpu_identity().encode(), digest_size=8).hexdigest()
-    return f"{model} cpu {cpu} onnxruntime {ort.__version__}"
+    return f"{model} cpu {cpu} {provider} onnxruntime {ort.__version__}"
 
 
 def read_verdict(key: str) -> str | None:

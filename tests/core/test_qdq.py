@@ -115,9 +115,10 @@ def test_the_int8_verdict_is_kept_for_the_next_load(monkeypatch, tmp_path):
     cache = tmp_path / "cache" / "int8_kernels.json"
     monkeypatch.setattr(classifier_module, "KERNELS_CACHE", cache)
     first = EmotionClassifier(MODEL, device="cpu", threads=1)
-    key = classifier_module.verdict_key(MODEL.read_bytes())
+    key = classifier_module.verdict_key(MODEL.read_bytes(), "CPUExecutionProvider")
     assert json.loads(cache.read_text()) == {key: first.kernels}
     assert key != classifier_module.verdict_key(MODEL.read_bytes() + b"\0")  # another file, another verdict
+    assert key != classifier_module.verdict_key(MODEL.read_bytes(), "CUDAExecutionProvider")  # another provider
 
     def no_check(*args):
         raise AssertionError("checked again")
