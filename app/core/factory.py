@@ -39,10 +39,11 @@ def detector_threads(config: PipelineConfig, backend: str = "onnx", cores: int |
 
 
 # One face's time on one thread (EmotionClassifier.face_ms, at load) above which the live view gives the
-# classifier a second thread. On this project's AMD EPYC (Zen 4, two cores; fer-bench, the app's setting, three
-# rounds, medians) a second thread took the ensemble (9.8 ms a face at load) from 58 to 70 fps on the webcam clip
-# and from 11.1 to 13.4 on the crowd clip, fer2013_wide (0.69 ms) from 135 to 167 on the webcam clip, and left
-# the default (1.5 ms) as it was; fer2013.onnx (0.19 ms) went from 181 to 156 on the webcam clip.
+# classifier a second thread. On this project's AMD EPYC (Zen 4, two cores; one face on one / two threads: the
+# ensemble 10.4 / 6.5 ms, the default 2.1 / 1.3, fer2013_wide 0.75 / 0.6, the fernet files 0.2 / 0.25; fer-bench,
+# the app's setting, three rounds, medians) a second thread took the ensemble from 58 to 70 fps on the webcam clip
+# and from 11.1 to 13.4 on the crowd clip, fer2013_wide from 135 to 167 on the webcam clip, and left the default as
+# it was; fer2013.onnx went from 181 to 156 on the webcam clip.
 TWO_THREADS_FROM_MS = 0.5
 
 
