@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_emotion.app.core.classifier import threads_text
 from fer_emotion.app.core.detector import DetectorConfig, clip_box
 from fer_emotion.app.core.pipeline import STAGES, PipelineConfig
 from fer_emotion.app.core.sources import SourceError, VideoSource
@@ -200,7 +201,7 @@ def print_table(report: dict) -> None:
           f"detect every {report['detect_every']}  detector {report['detector_backend']} {report['detector_device']} "
           f"({report['detector_threads']} threads)  "
           f"classifier {report['classifier_device']}, {report['classifier_kernels']} "
-          f"({report['classifier_threads']} {'thread' if report['classifier_threads'] == 1 else 'threads'})")
+          f"({threads_text(report['classifier_threads'])})")
     print(f"{'stage':10s} {'median ms':>10s} {'p95 ms':>10s}")
     for stage, values in report["stages"].items():
         print(f"{stage:10s} {values['median_ms']:10.2f} {values['p95_ms']:10.2f}")

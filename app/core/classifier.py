@@ -272,6 +272,11 @@ class EmotionClassifier:
         return probs
 
 
+def threads_text(threads: int) -> str:
+    """A session's CPU thread count as a person reads it: "1 thread", "2 threads", "onnxruntime's threads" (0)."""
+    return {0: "onnxruntime's threads", 1: "1 thread"}.get(threads, f"{threads} threads")
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)

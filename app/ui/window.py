@@ -443,7 +443,8 @@ def scripted_exit(window: MainWindow, seconds: float, screenshot: Path | None) -
 
 def classifier_summary(classifier) -> str:
     """Where and how the classifier runs, for the About box: "CPU, int8 (signed weights), 2 threads"."""
+    from fer_emotion.app.core.classifier import threads_text
+
     if classifier.device != "CPU":
         return classifier.device
-    threads = {0: "onnxruntime's threads", 1: "1 thread"}.get(classifier.threads, f"{classifier.threads} threads")
-    return f"CPU, {classifier.kernels}, {threads}"
+    return f"CPU, {classifier.kernels}, {threads_text(classifier.threads)}"
