@@ -143,11 +143,9 @@ class EmotionClassifier:
         except OSError as err:
             raise ModelLoadError(f"{self.path}: cannot be read ({err.strerror})") from None
         signed = self._signed_copy(data)
-        self._device, self.threads = device, threads
-        self._source: Path | bytes = self.path if signed is None else signed  # what the session runs ...
-        self._fused = True  # ... and whether its int8 (QDQ) layers run fused: see _exact_int8_session
+        self._device, self.threads, self._signed = device, threads, signed
         try:
-            self._session = open_session(self._source, device, threads)
+            self._session = open_session(signed or self.path, device, threads)
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"{self.path}: not a readable ONNX model ({str(err).splitlines()[0]})") from None
         props = self._session.get_modelmeta().custom_metadata_map
@@ -183,8 +181,7 @@ class EmotionClassifier:
             return session, kernels
         if kernels == SIGNED or (kernels == STORED and not signed):
             return self._session, kernels
-        self._source, self._fused = self.path, kernels == STORED
-        return open_session(self.path, device, threads, fuse_int8=self._fused), kernels
+        return self._open(kernels, device, threads), kernels
 
     def _exact_int8_session(self, signed: bool, device: str, threads: int):
         """The fastest session whose int8 kernels give this model's own results on this CPU, and what it is.
@@ -210,19 +207,22 @@ class EmotionClassifier:
 
         if agrees(self._session):
             return self._session, SIGNED if signed else STORED
-        self._source = self.path
         if signed:
-            stored = open_session(self.path, device, threads)
+            stored = self._open(STORED, device, threads)
             if agrees(stored):
                 return stored, STORED
         log.info("%s: this CPU's fused int8 kernels disagree with the model; running it unfused", self.path)
-        self._fused = False
-        return open_session(self.path, device, threads, fuse_int8=False), UNFUSED
+        return self._open(UNFUSED, device, threads), UNFUSED
 
     def set_threads(self, threads: int) -> None:
         """Run on ``threads`` CPU threads from now on (0: onnxruntime's choice), with the kernels chosen at load."""
-        self._session = open_session(self._source, self._device, threads, fuse_int8=self._fused)
+        self._session = self._open(self.kernels, self._device, threads)
         self.threads = threads
+
+    def _open(self, kernels: str, device: str, threads: int):
+        """A session that runs this model the way ``kernels`` names: the signed copy or the file, fused or not."""
+        source = self._signed if kernels == SIGNED else self.path
+        return open_session(source, device, threads, fuse_int8=kernels != UNFUSED)
 
     def face_ms(self, repeats: int = 5) -> float:
         """Median milliseconds to classify one face here (with its mirror where the model asks for it), after
