@@ -47,10 +47,30 @@ def print_version() -> int:
     return 0
 
 
+def no_display() -> str | None:
+    """Why a window cannot open here, or None: on Linux Qt needs an X11 or Wayland display (or a platform named in
+    QT_QPA_PLATFORM); without one it aborts with lines about missing plugins that do not say so."""
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set): run it in a desktop "
+            "session, or over ssh with -X; fer-annotate annotates files without a window")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.version:
         return print_version()
+    if args.model is not None and not args.model.is_file():
+        print(f"fer-app: --model {args.model}: no such file", file=sys.stderr)
+        return 2
+    why = no_display()
+    if why:
+        print(f"fer-app: {why}", file=sys.stderr)
+        return 2
     from PySide6.QtWidgets import QApplication
 
     from fer_emotion.app.ui.window import MainWindow, scripted_exit

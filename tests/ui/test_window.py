@@ -226,6 +226,31 @@ def test_missing_source_file_is_refused(capsys, tmp_path):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_missing_model_file_is_refused(capsys, tmp_path):
+    from fer_emotion.app.ui.main import main
+
+    assert main(["--model", str(tmp_path / "none.onnx")]) == 2
+    assert "none.onnx: no such file" in capsys.readouterr().err
+
+
+def test_no_display_is_said_in_one_line(capsys, monkeypatch):
+    from fer_emotion.app.ui import main as app_main
+
+    monkeypatch.setattr(app_main.sys, "platform", "linux")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    assert app_main.main([]) == 2
+    assert "no display" in capsys.readouterr().err
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert app_main.no_display() is None
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert app_main.no_display() is None
+    monkeypatch.setattr(app_main.sys, "platform", "darwin")
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    assert app_main.no_display() is None
+
+
 def test_camera_refresh_runs_in_the_worker(qtbot, make_window, astronaut):
     window = make_window(fake_spec(astronaut))
     first_result(qtbot, window)
