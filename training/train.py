@@ -554,6 +554,7 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     writer = CheckpointWriter(out, cfg.save_every)
     plateau = cfg.schedule == "plateau"
     per_step = None if plateau else scheduler
+    epoch_walls: list[float] = []  # this command's epochs, validation and checkpoints included
     for epoch in range(start_epoch, last_epoch + 1):
         epoch_started = time.monotonic()
         try:
@@ -600,8 +601,10 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
         notes = f"  framed {stats['val_framed_acc']:.4f}" if framed_val is not None else ""
         notes += f"  raw {stats['val_raw_acc']:.4f}" if "val_raw_acc" in stats else ""
         notes += "".join(f"  {rule} {stats[f'val_{rule}_acc']:.4f}" for rule in rule_vals)
-        log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs", epoch, cfg.epochs,
-                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"])
+        epoch_walls.append(time.monotonic() - epoch_started)
+        left = f"  (~{time_left(epoch_walls, cfg.epochs - epoch)} left)" if epoch < cfg.epochs else ""
+        log.info("epoch %d/%d  loss %.4f  train %.4f  val %.4f (best %.4f)%s  %.0fs%s", epoch, cfg.epochs,
+                 stats["train_loss"], stats["train_acc"], stats["val_acc"], best_acc, notes, stats["epoch_s"], left)
         barrier(dist_info)
         if timed_out:
             log.info("time limit of %g min: stopped after epoch %d of %d; continue with: fer-train train --resume %s",
@@ -610,6 +613,15 @@ def _train(cfg: TrainConfig, resume_state: dict | None, progress: bool, dist_inf
     if dist_info.is_main and last_epoch == cfg.epochs and not timed_out:
         finish_run(out, f"val ({cfg.vote_rule})" if rule_vals else "val", val)
     return out
+
+
+def time_left(epoch_walls: list[float], epochs_left: int) -> str:
+    """This phase's time to its last epoch at the pace of the latest three epochs: "3h 05m", "12m", "40s"."""
+    recent = epoch_walls[-3:]
+    seconds = round(sum(recent) / len(recent) * epochs_left)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m" if seconds >= 60 else f"{seconds}s"
 
 
 def truncate_metrics(path: Path, epoch: int) -> None:

@@ -237,6 +237,17 @@ def test_time_limit_stops_after_an_epoch_and_the_run_resumes_to_the_end(syntheti
     assert epochs_in(run) == [1, 2, 3] and (run / "model.onnx").is_file()
 
 
+def test_each_epoch_line_says_the_time_left(synthetic, tmp_path, caplog):
+    run = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        assert cli.main(train_args(synthetic, run, "--epochs", "2")) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(lines) == 2 and lines[0].endswith(" left)") and "left" not in lines[1]  # none after the last epoch
+    assert train.time_left([10.0], 2) == "20s"
+    assert train.time_left([100.0, 300.0, 320.0, 280.0], 3) == "15m"  # the latest three: 300 s an epoch
+    assert train.time_left([234.0], 60) == "3h 54m"
+
+
 def test_a_recipe_shares_its_time_limit_between_phases(synthetic, tmp_path, monkeypatch, caplog):
     from fer_emotion.training import recipe
 
