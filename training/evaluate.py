@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True,
-                        help="a checkpoint (.pt), a run folder (its best.pt) or an exported model (.onnx)")
+                        help="a checkpoint (.pt), a run folder (its best.pt) or an exported model (.onnx; a shipped "
+                             "model's file name will do)")
     parser.add_argument("--data", type=Path, action="append", required=True, help="as for train; repeat to merge")
     parser.add_argument("--ferplus", type=Path, help="FER+ vote file aligned with the first --data")
     parser.add_argument("--labels", choices=sorted(schemes.SCHEMES), help="label scheme (default: the model's)")
@@ -83,9 +84,10 @@ def model_traits(path: Path) -> tuple[str | None, bool, bool]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from fer_emotion.app.core.shipped import shipped_or_given
     from fer_emotion.training.checkpoint import run_checkpoint
 
-    args.model = run_checkpoint(args.model)  # a run folder stands for its best.pt
+    args.model = run_checkpoint(shipped_or_given(args.model))  # a run folder stands for its best.pt
     own_scheme, levelled, flips = model_traits(args.model)
     scheme = args.labels or own_scheme or "fer2013"
     if args.vote_rule != "plurality" and scheme != "ferplus":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_emotion.app.core.crop import normalize
+from fer_emotion.app.core.shipped import missing_model
 from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
 from fer_emotion.app.core.qdq import signed_weights
 
@@ -137,7 +138,7 @@ class EmotionClassifier:
     def __init__(self, model_path: Path, device: str = "auto", threads: int = 0) -> None:
         self.path = Path(model_path)
         if not self.path.is_file():
-            raise ModelLoadError(f"{self.path}: no such model file")
+            raise ModelLoadError(missing_model(self.path))
         try:
             data = self.path.read_bytes()
         except OSError as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 from fer_emotion.app.core.classifier import EmotionClassifier
 from fer_emotion.app.core.detector import DetectorConfig, FaceDetector
 from fer_emotion.app.core.pipeline import Pipeline, PipelineConfig
-from fer_emotion.app.core.shipped import default_model_path
+from fer_emotion.app.core.shipped import default_model_path, shipped_or_given
 
 
 def build_pipeline(model: Path | None = None, config: PipelineConfig = PipelineConfig(),
@@ -17,7 +17,7 @@ def build_pipeline(model: Path | None = None, config: PipelineConfig = PipelineC
                    classifier_threads: int | None = 0) -> Pipeline:
     """A ready pipeline; raises ModelLoadError (one line) for a model it cannot use. ``classifier_threads``:
     0 for onnxruntime's choice, None for the live view's (see live_classifier)."""
-    path = model or default_model_path()
+    path = shipped_or_given(model) if model else default_model_path()
     if classifier_threads is None:
         classifier = live_classifier(path, device)
     else:

@@ -38,6 +38,12 @@ def shipped_or_given(path: Path) -> Path:
     return shipped if not path.exists() and path.parent == Path() and shipped.is_file() else path
 
 
+def missing_model(path: Path) -> str:
+    """What to say of a model file that is not there: the shipped models can be named by file name alone."""
+    names = ", ".join(p.name for p in shipped_models())
+    return f"{path}: no such model file (shipped models, which a file name alone names: {names})"
+
+
 def default_model_path() -> Path:
     return models_folder() / DEFAULT_MODEL
 

@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-app", description="Live webcam with an emoji or a label over every face.")
     parser.add_argument("--source", help="camera index or a video/image file (default: the last camera used)")
     parser.add_argument("--loop", action="store_true", help="play a video file again and again")
-    parser.add_argument("--model", type=Path, help="an .onnx model with fer metadata (default: the shipped one)")
+    parser.add_argument("--model", type=Path, help="an .onnx model with fer metadata, or a shipped model's file name (default: the shipped one)")
     parser.add_argument("--mode", choices=("emoji", "label"), help="overlay (default: the last one used)")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="quit after this many seconds")
     parser.add_argument("--screenshot", type=Path, metavar="OUT.png", help="with --exit-after: save the window first")
@@ -64,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.version:
         return print_version()
-    if args.model is not None and not args.model.is_file():
-        print(f"fer-app: --model {args.model}: no such file", file=sys.stderr)
-        return 2
+    if args.model is not None:
+        from fer_emotion.app.core.shipped import missing_model, shipped_or_given
+
+        args.model = shipped_or_given(args.model)
+        if not args.model.is_file():
+            print(f"fer-app: --model {missing_model(args.model)}", file=sys.stderr)
+            return 2
     why = no_display()
     if why:
         print(f"fer-app: {why}", file=sys.stderr)

@@ -254,6 +254,7 @@ class MainWindow(QMainWindow):
         paths = [Path(p) for p in paths]
         videos = [p for p in paths if kind_of(p) == "video"]
         self.prefs.last_folder = paths[0].parent
+        self._source_started = True  # files opened before the first load: it must not start the camera behind them
         if videos:
             self.files = []
             self.current = None

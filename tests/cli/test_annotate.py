@@ -96,3 +96,14 @@ def test_model_without_metadata_stops_with_one_line(photos, tmp_path, capsys):
     assert annotate.main([str(photos), "--out", str(tmp_path / "o"), "--model", str(bare)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "fer-train export" in err
+
+
+def test_a_shipped_model_is_named_by_its_file_name_from_any_folder(photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no fer2013.onnx here: the shipped one is meant
+    out = tmp_path / "out"
+    assert annotate.main([str(photos / "astronaut.png"), "--out", str(out), "--json", "--model", "fer2013.onnx"]) == 0
+    assert json.loads((out / "astronaut.json").read_text())["model"] == "fer2013.onnx"
+    capsys.readouterr()
+    assert annotate.main([str(photos / "astronaut.png"), "--out", str(out), "--model", "fer2031.onnx"]) == 2
+    error = capsys.readouterr().err
+    assert "fer2031.onnx: no such model file" in error and "fer2013_vgg.onnx" in error  # the names it could have meant

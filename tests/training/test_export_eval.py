@@ -199,3 +199,13 @@ def test_eval_reports_the_flip_tta_a_model_does_itself(trained_run, synthetic, t
         reports[name] = json.loads((tmp_path / name / "report.json").read_text())
     assert {r["tta"] for r in reports.values()} == {"flip"}  # the model's own flip is reported as flip
     assert reports["own"]["confusion_matrix"] == reports["asked"]["confusion_matrix"] == reports["both"]["confusion_matrix"]
+
+
+def test_eval_takes_a_shipped_model_by_its_file_name(synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    from fer_emotion.app.core.shipped import models_folder
+
+    assert cli.main(["eval", "--data", str(synthetic["csv"]), "--split", "val", "--model", "fer2013.onnx",
+                     "--out", "ev"]) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["model"] == str(models_folder() / "fer2013.onnx") and report["tta"] == "none"

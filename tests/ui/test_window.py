@@ -95,6 +95,25 @@ def test_dropping_images_annotates_them(qtbot, make_window, astronaut, grace_hop
     assert window.files == []
 
 
+def test_files_opened_before_the_model_loads_keep_the_camera_off(qtbot, make_window, astronaut, tmp_path):
+    opened = []
+
+    def camera():  # the live source, counted when it is opened
+        opened.append(True)
+        return moving_frames(astronaut)()
+
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.png")
+    window = make_window(StreamSpec(factory=camera))
+    window.open_paths([tmp_path / "astronaut.png"])  # as `fer-app --source photo.jpg` does, before the first load
+    qtbot.waitUntil(lambda: len(window.files) == 1, timeout=30000)
+    qtbot.wait(500)  # the first load's signal has come and gone
+    assert window.worker.pipeline is not None and window._source_started
+    assert opened == [] and "astronaut.png (1/1)" in window.status_label.text()
+    window.back_to_camera()
+    first_result(qtbot, window)
+    assert opened == [True]
+
+
 def test_a_drag_we_cannot_read_is_refused_with_a_hint(qtbot, make_window, astronaut, tmp_path):
     window = make_window(fake_spec(astronaut))
     (tmp_path / "notes.txt").write_text("hello")
@@ -230,7 +249,7 @@ def test_missing_model_file_is_refused(capsys, tmp_path):
     from fer_emotion.app.ui.main import main
 
     assert main(["--model", str(tmp_path / "none.onnx")]) == 2
-    assert "none.onnx: no such file" in capsys.readouterr().err
+    assert "none.onnx: no such model file (shipped models" in capsys.readouterr().err
 
 
 def test_no_display_is_said_in_one_line(capsys, monkeypatch):
