@@ -30,7 +30,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image, video or folder")
     parser.add_argument("--out", type=Path, default=Path("annotated"), help="output folder (default: ./annotated)")
     parser.add_argument("--mode", choices=MODES, default="emoji", help="emoji over faces, or box + label")
-    parser.add_argument("--model", type=Path, help="an .onnx model with fer metadata, or a shipped model's file name (default: the shipped one)")
+    parser.add_argument("--model", type=Path,
+                        help="an .onnx model with fer metadata, or a shipped model's file name "
+                             "(default: the shipped one)")
     parser.add_argument("--json", action="store_true", help="also write a JSON file of the faces per input")
     parser.add_argument("--whole-image", action="store_true",
                         help="classify a picture without a detected face as one face (for face crops)")

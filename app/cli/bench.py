@@ -33,7 +33,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--check-recall", action="store_true",
                         help="also run facenet-pytorch's MTCNN on every whole frame and report box recall at "
                              "IoU >= 0.5 (its boxes for a video file are cached in ~/.cache/fer-emotion/reference)")
-    parser.add_argument("--model", type=Path, help="an .onnx model, or a shipped model's file name (default: the shipped one)")
+    parser.add_argument("--model", type=Path,
+                        help="an .onnx model, or a shipped model's file name (default: the shipped one)")
     parser.add_argument("--mode", choices=("emoji", "label"), default="emoji")
     parser.add_argument("--detect-every", type=int, default=5,
                         help="full detection every K frames, O-Net refinement between (default 5; 1 = every frame)")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from fer_emotion.app.core.crop import normalize
-from fer_emotion.app.core.shipped import missing_model
 from fer_emotion.app.core.metadata import ModelInfo, ModelMetadataError
 from fer_emotion.app.core.qdq import signed_weights
+from fer_emotion.app.core.shipped import missing_model
 
 log = logging.getLogger(__name__)
 

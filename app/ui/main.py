@@ -27,7 +27,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-app", description="Live webcam with an emoji or a label over every face.")
     parser.add_argument("--source", help="camera index or a video/image file (default: the last camera used)")
     parser.add_argument("--loop", action="store_true", help="play a video file again and again")
-    parser.add_argument("--model", type=Path, help="an .onnx model with fer metadata, or a shipped model's file name (default: the shipped one)")
+    parser.add_argument("--model", type=Path,
+                        help="an .onnx model with fer metadata, or a shipped model's file name "
+                             "(default: the shipped one)")
     parser.add_argument("--mode", choices=("emoji", "label"), help="overlay (default: the last one used)")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="quit after this many seconds")
     parser.add_argument("--screenshot", type=Path, metavar="OUT.png", help="with --exit-after: save the window first")
